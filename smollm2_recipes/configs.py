@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import enum
 import os
 import sys
 from pathlib import Path
@@ -35,6 +36,12 @@ LEGACY_KEYS: dict[str, tuple[str | None, str]] = {
 # Keys that never reach a dataclass: TrlParser's own `env` block.
 _PARSER_KEYS = {"env"}
 HIDDEN_KEYS = {"hub_token", "push_to_hub_token"}  # never written to disk or logs
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
 def field_names(types: Iterable[type]) -> set[str]:
@@ -108,6 +115,10 @@ def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required:
                 raise _unknown_key_error(key, valid, "the command line")
 
     parser = TrlParser(types)
+    if "use_cpu" in valid and not _has_accelerator():
+        # transformers refuses `bf16: true` without a GPU unless use_cpu is set; on a CPU-only machine the
+        # run is on the CPU anyway, and bf16 autocast uses the CPU's bf16 units (AMX) where it has them.
+        parser.set_defaults_with_config(use_cpu=True)
     if recipe_path is not None:
         recipe = normalise_keys(load_recipe(recipe_path), types, f"recipe '{recipe_path}'")
         for key, value in recipe.pop("env", {}).items():
@@ -124,6 +135,8 @@ def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required:
 
 
 def _yaml_safe(value):
+    if isinstance(value, enum.Enum):
+        return _yaml_safe(value.value)
     if isinstance(value, dict):
         return {str(k): _yaml_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -136,8 +149,6 @@ def _yaml_safe(value):
 def _plain(value):
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
-    elif hasattr(value, "value") and not isinstance(value, (bool, int, float, str)):  # enums
-        value = value.value
     return _yaml_safe(value)
 
 
