@@ -1,0 +1,65 @@
+import pytest
+import yaml
+
+from smollm2_recipes.configs import parse, save_resolved_config
+from smollm2_recipes.errors import UserError
+
+
+def _recipe(tmp_path, **keys):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"output_dir": str(tmp_path / "out"), **keys}))
+    return str(path)
+
+
+def test_yaml_then_command_line_override(tmp_path):
+    from transformers import TrainingArguments
+
+    (args,) = parse([TrainingArguments], [_recipe(tmp_path, learning_rate=3e-4, seed=7), "--learning_rate", "1e-3"])
+    assert args.learning_rate == 1e-3 and args.seed == 7
+
+
+def test_misspelt_yaml_key_names_the_closest(tmp_path):
+    from transformers import TrainingArguments
+
+    with pytest.raises(UserError, match=r"Unknown key 'lerning_rate' in recipe .*Did you mean 'learning_rate'\?"):
+        parse([TrainingArguments], [_recipe(tmp_path, lerning_rate=1e-3)])
+
+
+def test_misspelt_flag_names_the_closest(tmp_path):
+    from transformers import TrainingArguments
+
+    with pytest.raises(UserError, match=r"Unknown key 'per_device_train_batchsize' in the command line.*'per_device_train_batch_size'"):
+        parse([TrainingArguments], [_recipe(tmp_path), "--per_device_train_batchsize", "4"])
+
+
+def test_legacy_keys_are_mapped_with_a_note(tmp_path, capsys):
+    from trl import ModelConfig, SFTConfig
+
+    sft, model = parse([SFTConfig, ModelConfig], [_recipe(tmp_path, warmup_ratio=0.1, torch_dtype="bfloat16", max_seq_length=512, overwrite_output_dir=True)])
+    assert sft.warmup_steps == 0.1 and model.dtype == "bfloat16" and sft.max_length == 512
+    err = capsys.readouterr().err
+    assert "'warmup_ratio' is read as 'warmup_steps'" in err and "'overwrite_output_dir' is ignored" in err
+
+
+def test_missing_recipe_and_bad_yaml(tmp_path):
+    from transformers import TrainingArguments
+
+    with pytest.raises(UserError, match="does not exist"):
+        parse([TrainingArguments], [str(tmp_path / "nope.yaml")])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("learning_rate: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        parse([TrainingArguments], [str(bad)])
+
+
+def test_resolved_config_round_trips_without_secrets(tmp_path):
+    from transformers import TrainingArguments
+
+    (args,) = parse([TrainingArguments], [_recipe(tmp_path, learning_rate=5e-4, lr_scheduler_type="warmup_stable_decay", hub_token="hf_secret123")])
+    path = save_resolved_config(tmp_path / "out", args)
+    text = path.read_text()
+    assert "hf_secret123" not in text
+    saved = yaml.safe_load(text)
+    assert saved["learning_rate"] == 5e-4 and saved["lr_scheduler_type"] == "warmup_stable_decay"
+    (again,) = parse([TrainingArguments], [str(path)])  # a saved config is itself a valid recipe
+    assert again.learning_rate == args.learning_rate and again.lr_scheduler_type == args.lr_scheduler_type
