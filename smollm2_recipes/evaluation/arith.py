@@ -1,0 +1,82 @@
+"""Exact-match accuracy on held-out arithmetic word problems (smollm2_recipes.data.arith).
+
+Batched greedy generation in fp32: on this CPU bf16 generation is slower and changes outputs, and
+evaluation must be comparable across runs."""
+
+from __future__ import annotations
+
+import contextlib
+
+from smollm2_recipes.data import arith
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """fp32 + eval mode for the duration, then back to what the caller had (a trainer may be mid-run)."""
+    import torch
+
+    dtype, training = model.dtype, model.training
+    model.eval()
+    if dtype != torch.float32:
+        model.float()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        if dtype != torch.float32:
+            model.to(dtype)
+        model.train(training)
+
+
+def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 32, max_new_tokens: int = 96,
+             do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1,
+             progress: str | None = None) -> list[list[str]]:
+    """Completions for chat prompts, `num_return_sequences` per prompt, left-padded batches; generation
+    stops at the tokenizer's eos (<|im_end|> for the instruct template)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    outputs: list[list[str]] = []
+    kwargs = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "num_return_sequences": num_return_sequences,
+              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    if do_sample:
+        kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    try:
+        with _eval_mode(model):
+            starts = range(0, len(texts), batch_size)
+            for start in tqdm(starts, desc=progress or "generating", disable=progress is None):
+                batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                batch = batch.to(model.device)
+                out = model.generate(**batch, **kwargs)
+                new = out[:, batch["input_ids"].shape[1]:]
+                decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+                for i in range(0, len(decoded), num_return_sequences):
+                    outputs.append([d.strip() for d in decoded[i:i + num_return_sequences]])
+    finally:
+        tokenizer.padding_side = side
+    return outputs
+
+
+def evaluate_arith(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, max_new_tokens: int = 96,
+                   progress: bool = True) -> dict:
+    """{"accuracy": exact-match share, "correct", "n", "seed", "samples": first few (question, output, answer)}."""
+    import torch
+
+    torch.manual_seed(seed)
+    problems = arith.heldout(n, seed)
+    prompts = [[{"role": "user", "content": p.question}] for p in problems]
+    outputs = generate(model, tokenizer, prompts, batch_size, max_new_tokens, progress="arith eval" if progress else None)
+    correct = [arith.check_answer(o[0], p.answer) for o, p in zip(outputs, problems)]
+    return {
+        "accuracy": sum(correct) / len(problems),
+        "correct": sum(correct),
+        "n": len(problems),
+        "seed": seed,
+        "samples": [{"question": p.question, "output": o[0], "answer": p.answer, "correct": c}
+                    for p, o, c in list(zip(problems, outputs, correct))[:5]],
+    }
