@@ -1,0 +1,427 @@
+"""Sources of documents, each turned into an endless, seeded stream of TOKENISED documents.
+
+- Hub ids go through `datasets.load_dataset(path, name=config, split=..., streaming=...)` (the default
+  code path of the full-size recipes); `path: json|parquet|text` + `data_files` works the same way.
+- Local files (jsonl, json, parquet, txt) and folders of them, `save_to_disk` folders, and
+  `embedded:corpus/NAME` are read directly (random access).
+- Pre-tokenised shards (`smollm2 data tokenize`) are memory-mapped: no tokeniser at all.
+
+Every source yields `(tokens, state)` pairs: `state` is a small JSON-able dict that, given back to
+`iter_documents(state)`, continues right after that document. A source that runs out starts a new
+epoch, reshuffled with (mixture_seed, source name, epoch). Documents that cannot be used as they are
+(invalid UTF-8 bytes, empty after tokenisation) are repaired or skipped and COUNTED in `counters`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from smollm2_recipes import assets
+from smollm2_recipes.data.config import DATA_EXTENSIONS, SourceSpec
+from smollm2_recipes.errors import UserError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text"}
+
+
+class MissingSplit(UserError):
+    """The source has no documents for the requested split (a held-out split may legitimately be absent)."""
+
+
+def is_hub_id(spec: SourceSpec) -> bool:
+    path = spec.path
+    if assets.is_embedded(path) or Path(os.path.expanduser(path)).exists():
+        return False
+    return bool(HUB_ID.match(path)) and not path.endswith(DATA_EXTENSIONS)
+
+
+def _seed(*parts) -> list[int]:
+    return [zlib.crc32(str(p).encode()) for p in parts]
+
+
+def token_dtype(vocab_size: int):
+    return np.uint16 if vocab_size <= 1 << 16 else np.uint32
+
+
+# ---------------------------------------------------------------------------------------------------
+# Text normalisation: every document becomes a valid str, and every repair is counted.
+
+
+def clean_text(value: Any, counters: dict, source: str, column: str) -> str:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:  # lone surrogates: bytes that were not UTF-8 (read with surrogateescape)
+            counters["invalid_utf8"] = counters.get("invalid_utf8", 0) + 1
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            counters["invalid_utf8"] = counters.get("invalid_utf8", 0) + 1
+            return bytes(value).decode("utf-8", "replace")
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, str) for v in value):
+        # interleaved documents (InfiMM-WebMath's text_list: None marks an image): keep the text parts
+        return clean_text("\n\n".join(v for v in value if v), counters, source, column)
+    raise UserError(f"source '{source}': column '{column}' holds {type(value).__name__} values ({str(value)[:60]!r}); it must hold text.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Random-access readers: len() documents, texts(indices) -> raw column values.
+
+
+class ListReader:
+    def __init__(self, values: list):
+        self.values = values
+
+    def __len__(self):
+        return len(self.values)
+
+    def texts(self, indices) -> list:
+        return [self.values[i] for i in indices]
+
+
+class ArrowReader:
+    """A pyarrow column or a datasets.Dataset column, read by index (memory-mapped where the file is)."""
+
+    def __init__(self, column):
+        self.column = column
+
+    def __len__(self):
+        return len(self.column)
+
+    def texts(self, indices) -> list:
+        return self.column.take(np.asarray(indices, dtype=np.int64)).to_pylist()
+
+
+def _read_lines(path: Path, spec: SourceSpec) -> list:
+    """jsonl/json/txt read as bytes and decoded with surrogateescape, so bad bytes are counted, not fatal."""
+    raw = path.read_bytes().decode("utf-8", "surrogateescape")
+    if path.suffix == ".txt":
+        return [raw]  # one document per text file (a book, a page); folders hold many
+    column = spec.text_column
+    if path.suffix == ".json" and raw.lstrip().startswith("["):
+        try:
+            records = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise UserError(f"source '{spec.name}': {path} is not valid JSON: {err}") from None
+    else:
+        records = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise UserError(f"source '{spec.name}': {path} line {n} is not valid JSON: {err}") from None
+    values = []
+    for n, rec in enumerate(records, 1):
+        if not isinstance(rec, dict) or column not in rec:
+            keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
+            raise UserError(f"source '{spec.name}': record {n} of {path} has no text column '{column}' (it has: {keys}). "
+                            "Set `text_column:` on the source.")
+        values.append(rec[column])
+    return values
+
+
+def _split_files(spec: SourceSpec, folder: Path, split: str) -> list[Path]:
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in DATA_EXTENSIONS]
+    named = [p for p in files if p.stem == split or p.stem.startswith(split + "-") or split in p.relative_to(folder).parts[:-1]]
+    if named:
+        return named
+    if split == "train":  # a plain folder of documents is all training data, except files named for other splits
+        others = ("test", "validation", "valid", "eval")
+        return [p for p in files if not any(p.stem == o or p.stem.startswith(o + "-") or o in p.relative_to(folder).parts[:-1] for o in others)]
+    return []
+
+
+def _local_reader(spec: SourceSpec, path: Path, split: str):
+    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        import datasets
+
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise MissingSplit(f"source '{spec.name}': {path} has no split '{split}'; splits: {', '.join(ds)}.")
+            ds = ds[split]
+        return _dataset_reader(spec, ds)
+    files = [path] if path.is_file() else _split_files(spec, path, split)
+    if path.is_file() and split != "train" and split != spec.split:
+        files = []
+    if not files:
+        raise MissingSplit(f"source '{spec.name}': no {'/'.join(DATA_EXTENSIONS)} files for split '{split}' in {path}.")
+    if all(f.suffix == ".parquet" for f in files):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tables = [pq.read_table(f, memory_map=True) for f in files]
+        for f, t in zip(files, tables):
+            if spec.text_column not in t.column_names:
+                raise UserError(f"source '{spec.name}': {f} has no text column '{spec.text_column}' "
+                                f"(columns: {', '.join(t.column_names)}). Set `text_column:` on the source.")
+        return ArrowReader(pa.concat_tables([t.select([spec.text_column]) for t in tables]).column(0))
+    values = []
+    for f in files:
+        if f.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            values += pq.read_table(f, columns=[spec.text_column]).column(0).to_pylist()
+        else:
+            values += _read_lines(f, spec)
+    return ListReader(values)
+
+
+def _dataset_reader(spec: SourceSpec, ds):
+    if spec.text_column not in ds.column_names:
+        raise UserError(f"source '{spec.name}': dataset {spec.path} has no text column '{spec.text_column}' "
+                        f"(columns: {', '.join(ds.column_names)}). Set `text_column:` on the source.")
+    ds = ds.select_columns([spec.text_column])
+    if ds._indices is not None:
+        ds = ds.flatten_indices()
+    return ArrowReader(ds.data.column(0))
+
+
+def _load_hub(spec: SourceSpec, split: str, streaming: bool):
+    """The real Hub code path: datasets.load_dataset, streaming or not."""
+    import datasets
+
+    kwargs = dict(name=spec.config, split=split, streaming=streaming)
+    if spec.data_files is not None:
+        kwargs["data_files"] = spec.data_files
+    if spec.revision is not None:
+        kwargs["revision"] = spec.revision
+    if spec.data_dir is not None:
+        kwargs["data_dir"] = spec.data_dir
+    try:
+        return datasets.load_dataset(spec.path, **kwargs)
+    except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
+        what = f"'{spec.path}'" + (f" config '{spec.config}'" if spec.config else "") + f" split '{split}'"
+        raise UserError(f"source '{spec.name}': cannot load dataset {what}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    except Exception as err:  # datasets raises its own types (DatasetNotFoundError, ...) for unknown ids
+        if type(err).__module__.startswith(("datasets", "huggingface_hub", "requests", "httpx")):
+            raise UserError(f"source '{spec.name}': cannot load dataset '{spec.path}' split '{split}': {type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        raise
+
+
+def resolve_split(spec: SourceSpec, kind: str) -> str:
+    if kind == "train":
+        return spec.split
+    if spec.eval_split:
+        return spec.eval_split
+    if spec.is_hub:
+        raise MissingSplit(f"source '{spec.name}' ({spec.path}) has no held-out split: set `eval_split:` on it.")
+    return "test"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tokenised document streams
+
+
+class Tokenize:
+    """Batch tokenisation through the Rust `tokenizers` API (no per-document Python calls)."""
+
+    def __init__(self, tokenizer):
+        self.backend = getattr(tokenizer, "_tokenizer", None) or getattr(tokenizer, "backend_tokenizer", None)
+        self.tokenizer = tokenizer
+        self.dtype = token_dtype(len(tokenizer))
+
+    def __call__(self, texts: list[str]) -> list[np.ndarray]:
+        if not texts:
+            return []
+        if self.backend is not None and hasattr(self.backend, "encode_batch_fast"):
+            ids = [e.ids for e in self.backend.encode_batch_fast(texts, add_special_tokens=False)]
+        else:
+            ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [np.array(x, dtype=self.dtype) for x in ids]
+
+
+def take_within(texts: list[str], char_budget: int) -> int:
+    """How many leading texts to tokenise in one call: at least one, then up to `char_budget` characters
+    (a batch of long files would tokenise far more than the next few blocks need)."""
+    total = 0
+    for i, t in enumerate(texts):
+        total += len(t)
+        if total > char_budget and i > 0:
+            return i
+    return len(texts)
+
+
+class DocumentSource:
+    """Base: `iter_documents(state)` yields (tokens, state_after) forever, epoch after epoch."""
+
+    def __init__(self, spec: SourceSpec, seed: int, counters: dict):
+        self.spec, self.name, self.seed, self.counters = spec, spec.name, seed, counters
+
+    def epochs(self, state: dict) -> float:
+        return float(state.get("epoch", 0))
+
+    def _empty_epoch(self):
+        raise UserError(f"source '{self.name}' ({self.spec.path}) has no usable documents: a whole pass gave 0 tokens.")
+
+
+class MapSource(DocumentSource):
+    """Random-access documents (local, embedded, non-streaming Hub): each epoch is a seeded permutation."""
+
+    def __init__(self, spec, seed, counters, reader, tokenize: Tokenize, batch_size: int, char_budget: int):
+        super().__init__(spec, seed, counters)
+        self.reader, self.tokenize, self.batch_size, self.char_budget = reader, tokenize, batch_size, char_budget
+        if len(reader) == 0:
+            raise UserError(f"source '{self.name}' ({spec.path}) is empty: it has 0 documents.")
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng(_seed(self.seed, self.name, epoch)).permutation(len(self.reader))
+
+    def epochs(self, state):
+        return state.get("epoch", 0) + state.get("pos", 0) / len(self.reader)
+
+    def iter_documents(self, state: dict | None) -> Iterator[tuple[np.ndarray, dict]]:
+        epoch, pos = (state or {}).get("epoch", 0), (state or {}).get("pos", 0)
+        n = len(self.reader)
+        col = self.spec.text_column
+        while True:
+            perm = self.permutation(epoch)
+            fresh, yielded = pos == 0, 0
+            while pos < n:
+                texts = [clean_text(v, self.counters, self.name, col) for v in self.reader.texts(perm[pos : pos + self.batch_size])]
+                texts = texts[: take_within(texts, self.char_budget)]
+                for j, tokens in enumerate(self.tokenize(texts)):
+                    yielded += len(tokens)
+                    yield tokens, {"epoch": epoch, "pos": pos + j + 1}
+                pos += len(texts)
+            if fresh and yielded == 0:
+                self._empty_epoch()
+            epoch, pos = epoch + 1, 0
+
+
+class StreamSource(DocumentSource):
+    """A streaming `datasets.IterableDataset`: each epoch is `shuffle(seed).set_epoch(epoch)` (shard
+    order + buffer); the state is datasets' own `state_dict()` plus the documents taken since.
+    Resumption is exact with `shuffle_buffer: 0` (datasets drops the buffer's contents on resume)."""
+
+    def __init__(self, spec, seed, counters, dataset, tokenize: Tokenize, batch_size: int, char_budget: int):
+        super().__init__(spec, seed, counters)
+        self.tokenize, self.batch_size, self.char_budget = tokenize, batch_size, char_budget
+        cols = dataset.column_names
+        if cols is not None and spec.text_column not in cols:
+            raise UserError(f"source '{self.name}': dataset {spec.path} has no text column '{spec.text_column}' "
+                            f"(columns: {', '.join(cols)}). Set `text_column:` on the source.")
+        if spec.shuffle_buffer > 0:
+            dataset = dataset.shuffle(seed=_seed(seed, self.name)[0], buffer_size=spec.shuffle_buffer)
+        elif dataset.num_shards > 1:
+            dataset = dataset.shuffle(seed=_seed(seed, self.name)[0], buffer_size=1)  # shard order only
+        self.dataset = dataset
+
+    def iter_documents(self, state: dict | None) -> Iterator[tuple[np.ndarray, dict]]:
+        state = state or {}
+        epoch = state.get("epoch", 0)
+        resume, skip = state.get("ds_state"), state.get("skip", 0)
+        col = self.spec.text_column
+        while True:
+            self.dataset.set_epoch(epoch)
+            if resume is not None:
+                self.dataset.load_state_dict(resume)
+            it = iter(self.dataset)
+            resume = None
+            for _ in range(skip):
+                next(it, None)
+            docs_this_epoch = skip
+            skip = 0
+            while True:
+                ds_state = self.dataset.state_dict()  # = after the last example handed out before this batch
+                rows, chars = [], 0
+                for row in it:
+                    rows.append(row)
+                    value = row.get(col)
+                    chars += len(value) if isinstance(value, (str, bytes)) else 0
+                    if len(rows) >= self.batch_size or chars > self.char_budget:
+                        break
+                if not rows:
+                    break
+                for row in rows:
+                    if col not in row:
+                        raise UserError(f"source '{self.name}': an example of {self.spec.path} has no text column '{col}' "
+                                        f"(it has: {', '.join(sorted(row))}).")
+                texts = [clean_text(row[col], self.counters, self.name, col) for row in rows]
+                for j, tokens in enumerate(self.tokenize(texts)):
+                    yield tokens, {"epoch": epoch, "ds_state": ds_state, "skip": j + 1}
+                docs_this_epoch += len(rows)
+            if docs_this_epoch == 0:
+                raise UserError(f"source '{self.name}' ({self.spec.path}) is empty: it has 0 documents.")
+            epoch += 1
+
+
+class ShardSource(DocumentSource):
+    """Pre-tokenised uint16 shards, memory-mapped: documents are slices, no tokeniser runs."""
+
+    def __init__(self, spec, seed, counters, shard_dir: Path):
+        super().__init__(spec, seed, counters)
+        from smollm2_recipes.data.shards import open_shards
+
+        self.tokens, self.offsets = open_shards(shard_dir, spec.name)
+        if len(self.offsets) <= 1:
+            raise UserError(f"source '{self.name}': shards in {shard_dir} hold 0 documents.")
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng(_seed(self.seed, self.name, epoch)).permutation(len(self))
+
+    def epochs(self, state):
+        return state.get("epoch", 0) + state.get("pos", 0) / len(self)
+
+    def iter_documents(self, state):
+        epoch, pos = (state or {}).get("epoch", 0), (state or {}).get("pos", 0)
+        n = len(self)
+        if int(self.offsets[-1]) == 0:
+            self._empty_epoch()
+        while True:
+            perm = self.permutation(epoch)
+            starts, ends = self.offsets[perm], self.offsets[perm + 1]
+            for i in range(pos, n):
+                yield self.tokens[starts[i] : ends[i]], {"epoch": epoch, "pos": i + 1}
+            epoch, pos = epoch + 1, 0
+
+
+def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train", shards_dir: str | None = None,
+                batch_size: int = 64, counters: dict | None = None, char_budget: int = 131_072) -> DocumentSource:
+    """The document stream of one source for the training ('train') or held-out ('eval') split."""
+    counters = {} if counters is None else counters
+    split = resolve_split(spec, split_kind)
+    if shards_dir is not None:
+        shard_dir = Path(shards_dir) / spec.name / split
+        if not (shard_dir / "index.json").exists():
+            raise UserError(f"source '{spec.name}': no finished shards in {shard_dir}; run "
+                            f"`smollm2 data tokenize RECIPE --output_dir {shards_dir}` first.")
+        return ShardSource(spec, seed, counters, shard_dir)
+    if assets.is_embedded(spec.path):
+        if not spec.path.startswith(assets.PREFIX + "corpus/"):
+            raise UserError(f"source '{spec.name}': '{spec.path}' is not a corpus; embedded sources are embedded:corpus/NAME.")
+        return MapSource(spec, seed, counters, _local_reader(spec, Path(assets.resolve(spec.path)), split), Tokenize(tokenizer), batch_size, char_budget)
+    local = Path(os.path.expanduser(spec.path))
+    if local.exists():
+        if spec.is_streaming:
+            builder = BUILDERS.get(local.suffix) if local.is_file() else None
+            if builder is None:
+                raise UserError(f"source '{spec.name}': streaming a local path needs a .jsonl/.json/.parquet/.txt file, got {local}.")
+            files = str(local) if split == spec.split else spec.eval_split
+            ds = _load_hub(SourceSpec(name=spec.name, path=builder, data_files={split: files}, text_column=spec.text_column), split, True)
+            return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
+        return MapSource(spec, seed, counters, _local_reader(spec, local, split), Tokenize(tokenizer), batch_size, char_budget)
+    if not spec.is_hub:
+        raise UserError(f"source '{spec.name}': path '{spec.path}' does not exist and is not a Hub dataset id "
+                        "(valid: owner/name, a local .jsonl/.json/.parquet/.txt file or folder, or embedded:corpus/NAME).")
+    ds = _load_hub(spec, split, spec.is_streaming)
+    if spec.is_streaming:
+        return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
+    return MapSource(spec, seed, counters, _dataset_reader(spec, ds), Tokenize(tokenizer), batch_size, char_budget)

@@ -1,0 +1,215 @@
+"""What SFT and DPO share: the global batch, the model + tokenizer + chat template, hardware checks
+(Liger, QLoRA, packed attention), the arithmetic evaluation hook, and the final model folder."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from smollm2_recipes.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Attention backends that honour per-example position ids in a packed (padding-free) row: transformers 5
+# builds a block-diagonal mask from the position ids for eager/sdpa/flex, and flash attention reads the
+# sequence boundaries (cu_seq_lens). Anything else would let an example attend to its neighbours.
+PACKED_ATTENTION_BACKENDS = {"eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3", "flash_attention_4"}
+
+
+def note(msg: str) -> None:
+    print(f"note: {msg}", file=sys.stderr)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def apply_global_batch(args, global_batch_size: int | None) -> None:
+    """Keep the published global batch whatever the process count: derive gradient_accumulation_steps
+    from it, refusing a combination that cannot reach it exactly."""
+    if not global_batch_size:
+        return
+    per_step = args.per_device_train_batch_size * world_size()
+    if global_batch_size % per_step:
+        raise UserError(
+            f"global_batch_size {global_batch_size} is not a multiple of per_device_train_batch_size "
+            f"{args.per_device_train_batch_size} x {world_size()} process(es) = {per_step}; pick a per-device batch "
+            f"that divides {global_batch_size // world_size() if global_batch_size % world_size() == 0 else global_batch_size}."
+        )
+    accum = global_batch_size // per_step
+    if args.gradient_accumulation_steps not in (1, accum):
+        note(f"gradient_accumulation_steps {args.gradient_accumulation_steps} replaced by {accum} to keep global_batch_size {global_batch_size}.")
+    args.gradient_accumulation_steps = accum
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_hardware(args, model_args) -> None:
+    if getattr(args, "use_liger_kernel", False):
+        if not has_gpu():
+            raise UserError("use_liger_kernel: true needs a CUDA GPU (Liger's Triton kernels do not run on a CPU); set use_liger_kernel: false.")
+        import importlib.util
+
+        if importlib.util.find_spec("liger_kernel") is None:
+            raise UserError("use_liger_kernel: true needs the liger-kernel package: .venv/bin/pip install liger-kernel")
+    if getattr(model_args, "load_in_4bit", False) or getattr(model_args, "load_in_8bit", False):
+        if not has_gpu():
+            raise UserError("QLoRA (load_in_4bit / load_in_8bit) needs a CUDA GPU: bitsandbytes quantised layers do not train on a CPU. "
+                            "Use plain LoRA (use_peft: true) on a CPU.")
+        if not getattr(model_args, "use_peft", False):
+            raise UserError("load_in_4bit / load_in_8bit trains only adapters: set use_peft: true (QLoRA).")
+
+
+def find_template(path: str) -> Path:
+    """A chat template file, relative to the working directory or, failing that, to the repository."""
+    for candidate in (Path(path), REPO_ROOT / path):
+        if candidate.is_file():
+            return candidate
+    valid = sorted(p.name for p in (REPO_ROOT / "chat_templates").glob("*.jinja"))
+    raise UserError(f"chat_template_path '{path}' does not exist; templates in chat_templates/: {valid}.")
+
+
+def load_tokenizer(model_path: str, args, data_args):
+    """The tokenizer with the recipe's chat template (a file path, or handbook's inline string)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    template_path = getattr(args, "chat_template_path", None)
+    if template_path:
+        tokenizer.chat_template = find_template(template_path).read_text()
+        args.chat_template_path = None  # applied here; TRL would otherwise re-apply it and resize embeddings
+    elif data_args.chat_template:
+        tokenizer.chat_template = data_args.chat_template
+    if getattr(args, "eos_token", None) and args.eos_token not in tokenizer.get_vocab():
+        raise UserError(f"eos_token '{args.eos_token}' is not in the tokenizer's vocabulary.")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = getattr(args, "eos_token", None) or tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(model_path: str, model_args, args):
+    """The policy model. On a CPU the weights stay fp32 and `bf16: true` means autocast (pure bf16
+    weights would lose AdamW updates); on a GPU `dtype` from the recipe is used as is."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from accelerate import PartialState
+    from trl.trainer.utils import get_quantization_config
+
+    dtype = model_args.dtype
+    if not has_gpu() and dtype not in (None, "auto", "float32"):
+        note(f"dtype {dtype} -> float32 on a CPU (bf16: {getattr(args, 'bf16', False)} gives bf16 autocast).")
+        dtype = "float32"
+    kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": getattr(args, "trust_remote_code", False),
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": dtype if dtype in (None, "auto") else getattr(torch, dtype),
+    }
+    quantization = get_quantization_config(model_args)
+    if quantization is not None:
+        kwargs.update(quantization_config=quantization, device_map={"": PartialState().local_process_index})
+    if model_args.attn_implementation and "flash" in model_args.attn_implementation and not has_gpu():
+        note(f"attn_implementation {model_args.attn_implementation} needs a GPU; using sdpa on the CPU.")
+        kwargs["attn_implementation"] = "sdpa"
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+    except OSError as err:
+        raise UserError(f"Could not load model '{model_args.model_name_or_path}': {str(err).splitlines()[0]}") from err
+
+
+def check_packed_attention(model, args) -> None:
+    """Packing must not let one example attend to another: refuse backends/models that would."""
+    if not getattr(args, "packing", False):
+        return
+    if args.packing_strategy == "wrapped":
+        raise UserError("packing_strategy 'wrapped' cuts examples mid-way and lets attention cross them; "
+                        "use packing_strategy: bfd (best-fit decreasing, per-example position ids).")
+    backend = model.config._attn_implementation
+    if backend not in PACKED_ATTENTION_BACKENDS:
+        raise UserError(f"attn_implementation '{backend}' cannot keep packed examples apart (attention would cross them); "
+                        f"use one of {sorted(PACKED_ATTENTION_BACKENDS)} or set packing: false.")
+    base = getattr(model, "model", model)
+    if "flash" not in backend:
+        source = inspect.getsource(type(base).forward) if hasattr(type(base), "forward") else ""
+        if "create_causal_mask" not in source and "create_sliding_window_causal_mask" not in source:
+            raise UserError(f"{type(model).__name__} builds its own attention mask and ignores per-example position ids; "
+                            "packing would let examples attend to each other. Set packing: false or use flash_attention_2.")
+
+
+def peft_config(model_args):
+    from trl.trainer.utils import get_peft_config
+
+    if not model_args.use_peft:
+        return None
+    return get_peft_config(model_args)
+
+
+def resolve_model_path(model_args) -> str:
+    from smollm2_recipes.assets import resolve
+
+    if not model_args.model_name_or_path:
+        raise UserError("model_name_or_path is required (a Hub id, a folder, or embedded:SmolLM2-135M-Instruct).")
+    return resolve(model_args.model_name_or_path)
+
+
+def refuse_finished_output(output_dir: str) -> None:
+    if (Path(output_dir) / "model.safetensors").exists() or (Path(output_dir) / "adapter_model.safetensors").exists():
+        raise UserError(f"output_dir '{output_dir}' already holds a trained model; choose another output_dir (nothing is overwritten).")
+
+
+def arith_eval(model, tokenizer, n: int, seed: int, label: str, output_dir: str) -> float:
+    """Print and record exact-match accuracy on n held-out arithmetic problems."""
+    import time
+
+    from smollm2_recipes.evaluation.arith import evaluate_arith
+
+    start = time.time()
+    result = evaluate_arith(model, tokenizer, n=n, seed=seed, batch_size=50)
+    result["wall_s"] = round(time.time() - start, 1)
+    print(f"arith accuracy {label}: {result['accuracy']:.1%} ({result['correct']}/{result['n']}, {result['wall_s']}s)", flush=True)
+    path = Path(output_dir) / "arith_eval.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[label] = {k: v for k, v in result.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+    return result["accuracy"]
+
+
+def inference_template(template: str | None) -> str | None:
+    """The training template without its {% generation %} markers: the same text, readable by tools
+    (llama.cpp, vLLM) that do not know the markers."""
+    import re
+
+    return None if template is None else re.sub(r"\{%-?\s*(end)?generation\s*-?%\}", "", template)
+
+
+def save_final(trainer, tokenizer, output_dir: str) -> None:
+    """Write the model folder so it loads with AutoModelForCausalLM/AutoTokenizer, carries the
+    (inference) chat template and stops generation at the chat template's end-of-turn token.
+    Written into a temporary folder and moved in, so a crash never leaves a half-written model."""
+    model = trainer.model
+    tmp = Path(output_dir) / ".final.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.chat_template = inference_template(tokenizer.chat_template)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else tokenizer.eos_token_id
+    unwrapped = trainer.accelerator.unwrap_model(model)
+    gen = getattr(unwrapped, "generation_config", None)
+    if gen is not None:
+        gen.eos_token_id = end_of_turn
+        gen.pad_token_id = tokenizer.pad_token_id
+    if trainer.accelerator.is_main_process:
+        trainer.save_model(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        for item in tmp.iterdir():
+            os.replace(item, Path(output_dir) / item.name)
+        tmp.rmdir()
+    trainer.accelerator.wait_for_everyone()

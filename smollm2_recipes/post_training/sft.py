@@ -1,0 +1,84 @@
+"""`smollm2 sft RECIPE.yaml [--key value ...]`: supervised fine-tuning with TRL's SFTTrainer.
+
+Chat rows are trained on the assistant turns only (through a chat template with `{% generation %}`
+markers), the end-of-turn token included even when pad = eos; packing is TRL's best-fit decreasing with
+per-example position ids, so packed examples never attend to each other."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import ModelConfig, SFTConfig
+
+from smollm2_recipes import configs
+from smollm2_recipes.errors import UserError
+from smollm2_recipes.post_training import common
+from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
+
+GENERATION_TEMPLATE = "chat_templates/smollm2_generation.jinja"
+
+
+@dataclass
+class SmolSFTConfig(SFTConfig):
+    """TRL's SFTConfig plus the project's keys. assistant_only_loss is on by default for chat data."""
+
+    assistant_only_loss: bool = field(default=True, metadata={"help": "train only on assistant turns (chat data)"})
+    global_batch_size: int | None = field(default=None, metadata={"help": "keep this global batch whatever the process count (sets gradient_accumulation_steps)"})
+    arith_eval_samples: int = field(default=0, metadata={"help": "if > 0, print exact-match accuracy on this many held-out arithmetic problems before and after training"})
+    arith_eval_seed: int = field(default=0, metadata={"help": "seed of the held-out arithmetic problems"})
+    arith_eval_before: bool = field(default=True, metadata={"help": "also evaluate the starting model (with arith_eval_samples)"})
+
+
+def has_generation_markers(template: str | None) -> bool:
+    return bool(template) and "generation" in template and "endgeneration" in template
+
+
+def _ensure_assistant_mask(args, tokenizer) -> None:
+    """assistant_only_loss needs {% generation %} markers; the published SmolLM2 template has none, so
+    swap in the marked variant that renders the same text (tested byte for byte)."""
+    if not args.assistant_only_loss or has_generation_markers(tokenizer.chat_template):
+        return
+    plain = (common.REPO_ROOT / "chat_templates" / "smollm2.jinja").read_text()
+    if tokenizer.chat_template is None or tokenizer.chat_template.strip() == plain.strip():
+        common.note(f"assistant_only_loss uses {GENERATION_TEMPLATE} (same text as the SmolLM2 template, with generation markers).")
+        tokenizer.chat_template = common.find_template(GENERATION_TEMPLATE).read_text()
+        return
+    raise UserError("assistant_only_loss: true needs a chat template with {% generation %} markers; set chat_template_path "
+                    f"(e.g. {GENERATION_TEMPLATE}) or assistant_only_loss: false.")
+
+
+def build_trainer(args, model_args, data_args):
+    """Everything up to a ready SFTTrainer (also used by tests and the packing benchmark)."""
+    from transformers import set_seed
+    from trl import SFTTrainer
+
+    common.check_hardware(args, model_args)
+    common.apply_global_batch(args, args.global_batch_size)
+    set_seed(args.seed)
+    model_path = common.resolve_model_path(model_args)
+    tokenizer = common.load_tokenizer(model_path, args, data_args)
+    train, eval_ds, _ = load_mixture(data_args, "chat", args.seed, want_eval=args.eval_strategy != "no", report_dir=args.output_dir)
+    _ensure_assistant_mask(args, tokenizer)
+    model = common.load_model(model_path, model_args, args)
+    common.check_packed_attention(model, args)
+    if args.eval_strategy != "no" and eval_ds is None:
+        common.note("no eval split in the data (set dataset_test_split or test_split_size); evaluation is off.")
+        args.eval_strategy = "no"
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=eval_ds, processing_class=tokenizer,
+                         peft_config=common.peft_config(model_args))
+    return trainer, tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, model_args, data_args = configs.parse([SmolSFTConfig, ModelConfig, ChatDataArguments], argv)
+    common.refuse_finished_output(args.output_dir)
+    trainer, tokenizer = build_trainer(args, model_args, data_args)
+    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
+    if args.arith_eval_samples and args.arith_eval_before:
+        common.arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "before_sft", args.output_dir)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    common.save_final(trainer, tokenizer, args.output_dir)
+    if args.arith_eval_samples:
+        common.arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "after_sft", args.output_dir)
+    print(f"SFT model written to {args.output_dir}")
+    return 0

@@ -1,0 +1,155 @@
+"""What every synth pipeline shares: the common recipe keys, running a distilabel pipeline with its cache
+under `output_dir`, and writing the result (atomically), its summary, and optionally a Hub push.
+
+Resume: distilabel stores each finished batch under `output_dir/cache/<pipeline name>/<signature>/`; a
+re-run of the same recipe with `use_cache: true` reloads those batches and generates only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from smollm2_recipes.errors import UserError
+
+
+@dataclass
+class SynthArgs:
+    """Keys every synth recipe accepts."""
+
+    output_dir: str = field(default="outputs/synth", metadata={"help": "everything the run writes lands here"})
+    llm: dict = field(default_factory=lambda: {"backend": "transformers", "model": "embedded:SmolLM2-135M-Instruct"},
+                      metadata={"help": "the generating LLM: backend, model, ... (see smollm2_recipes/synth/backends.py)"})
+    num_rows: int = field(default=20, metadata={"help": "rows to generate (or to read from the input)"})
+    batch_size: int = field(default=8, metadata={"help": "rows per distilabel batch (the unit of caching and resume)"})
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 1.0
+    seed: int = 42
+    use_cache: bool = field(default=True, metadata={"help": "resume from distilabel's cache under output_dir/cache"})
+    push_to_hub: bool = False
+    hub_repo_id: Optional[str] = None
+    hub_private: bool = True
+
+
+def check_common(args: SynthArgs) -> None:
+    from smollm2_recipes.synth.backends import validate_llm
+
+    validate_llm(args.llm, "llm")
+    for key in ("num_rows", "batch_size", "max_new_tokens"):
+        if getattr(args, key) < 1:
+            raise UserError(f"'{key}' must be >= 1, got {getattr(args, key)}.")
+    if args.push_to_hub and not args.hub_repo_id:
+        raise UserError("push_to_hub: true needs hub_repo_id (e.g. your-name/my-smoltalk).")
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: list[dict] | None = None) -> list[dict]:
+    """Build the distilabel DAG with `build()` inside a Pipeline context and run it; returns the rows of the
+    leaf step. `build` returns nothing: steps created inside the context are registered automatically."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from distilabel.pipeline import Pipeline
+
+    seed_everything(args.seed)
+    cache = Path(args.output_dir) / "cache"
+    with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
+        build()
+    kwargs = {"use_cache": args.use_cache}
+    if dataset is not None:
+        if not dataset:
+            raise UserError(f"The {name} pipeline got no input rows: check the input path / num_rows.")
+        kwargs.update(dataset=dataset, dataset_batch_size=args.batch_size)
+    distiset = pipeline.run(**kwargs)
+    if distiset is None:
+        raise UserError(f"The {name} pipeline stopped before finishing; re-run the same command to resume from {cache}.")
+    split = next(iter(distiset.values()))
+    return split["train"].to_list()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
+    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows))
+    return path
+
+
+def read_rows(path: str, text_column: str | None = None, limit: int | None = None, split: str = "train") -> list[dict]:
+    """Rows of a local jsonl / json / parquet file, a `save_to_disk` folder, a folder of such files, or a
+    Hub dataset id (real runs). `text_column`, if given, must exist."""
+    from datasets import load_dataset, load_from_disk
+
+    p = Path(path)
+    try:
+        if p.is_dir() and (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
+            ds = load_from_disk(str(p))
+            ds = ds[split] if hasattr(ds, "keys") else ds
+        elif p.is_file():
+            kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text", ".gz": "json"}.get(p.suffix)
+            if kind is None:
+                raise UserError(f"Cannot read '{path}': use .jsonl, .json, .parquet, .csv or .txt.")
+            ds = load_dataset(kind, data_files=str(p), split="train")
+        elif p.is_dir():
+            ds = load_dataset(str(p), split=split)
+        elif "/" in str(path) and not str(path).startswith((".", "/")):
+            ds = load_dataset(str(path), split=split)  # a Hub dataset id
+        else:
+            raise UserError(f"Input '{path}' does not exist (expected a jsonl/parquet file, a dataset folder or a Hub id).")
+    except UserError:
+        raise
+    except Exception as err:  # datasets raises many types for unreadable inputs
+        raise UserError(f"Cannot read input '{path}': {err}") from err
+    if text_column is not None and text_column not in ds.column_names:
+        raise UserError(f"Input '{path}' has no column '{text_column}'. Columns: {', '.join(ds.column_names)}.")
+    if limit is not None:
+        ds = ds.select(range(min(limit, len(ds))))
+    return ds.to_list()
+
+
+def save_outputs(args: SynthArgs, rows: list[dict], summary: dict, name: str = "data.jsonl") -> Path:
+    """Write rows as `output_dir/data.jsonl` (loads with `datasets.load_dataset("json", ...)`), the summary as
+    `output_dir/summary.json`, print the summary, and push to the Hub when the recipe asks."""
+    out = Path(args.output_dir)
+    path = write_jsonl(out / name, rows)
+    summary = {"rows_written": len(rows), "output": str(path), **summary}
+    if args.push_to_hub:
+        from datasets import Dataset
+
+        Dataset.from_list(rows).push_to_hub(args.hub_repo_id, private=args.hub_private)
+        summary["pushed_to"] = args.hub_repo_id
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
+    print(f"wrote {len(rows)} rows to {path}")
+    return path
+
+
+def parse_args(types: list[type], argv: list[str]):
+    from smollm2_recipes import configs
+
+    parsed = configs.parse(types, argv)
+    args = parsed[0]
+    check_common(args)
+    configs.save_resolved_config(args.output_dir, *parsed)
+    return parsed

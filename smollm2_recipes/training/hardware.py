@@ -1,0 +1,47 @@
+"""What the device can do: whether the CPU has bf16 matrix units (AMX), its measured matmul peak for MFU,
+and the model FLOPs per token."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import torch
+
+
+def cpu_has_bf16_units() -> bool:
+    """AMX (or at least AVX512-BF16) makes bf16 autocast pay off on a CPU; without it bf16 is emulated and slower."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        flags = ""
+    if "amx_bf16" in flags or "avx512_bf16" in flags:
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and "amx" in flags
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def measured_peak_flops(device: str = "cpu", dtype: torch.dtype = torch.float32, seconds: float = 0.5) -> float:
+    """Best FLOP/s of square matmuls on this device and dtype over about `seconds` (the MFU denominator)."""
+    n = 2048 if device == "cpu" else 8192
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    a @ b
+    sync()
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        t = time.perf_counter()
+        a @ b
+        sync()
+        best = max(best, 2 * n**3 / (time.perf_counter() - t))
+    return best
+
+
+def flops_per_token(model_config, seq_len: int, num_parameters: int) -> float:
+    """Training FLOPs per token: 6N for the weights (the tied LM head is a matmul, so it counts) plus the
+    attention scores, 12 x layers x width x sequence (PaLM appendix B)."""
+    return 6 * num_parameters + 12 * model_config.num_hidden_layers * model_config.hidden_size * seq_len

@@ -1,0 +1,273 @@
+"""`smollm2 pretrain RECIPE.yaml [--key value ...]` (= `accelerate launch scripts/run_pretrain.py RECIPE.yaml`).
+
+One WSD trajectory over the recipe's data stages on transformers' `Trainer`. Flags on top of the Trainer's:
+`--resume_from_checkpoint latest`, `--cooldown_from CKPT --decay_steps N [--decay_type 1-sqrt]` (a decay branch
+into its own output_dir), `--weight_averaging swa|ema`, `--spike_action rollback`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from smollm2_recipes.errors import UserError
+from smollm2_recipes.training import checkpoints as ckpt
+from smollm2_recipes.training.config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
+
+RUN_SUMMARY = ckpt.RUN_COMPLETE
+SKIP_FILE = "skip_blocks.json"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from smollm2_recipes.configs import parse
+    from smollm2_recipes.data.config import DataArguments
+
+    config, model_args, data_args = parse([PretrainConfig, ModelArguments, DataArguments], argv)
+    run_pretrain(config, model_args, data_args)
+    return 0
+
+
+# ---- model -------------------------------------------------------------------------------------------------
+def load_model(model_args: ModelArguments, tokenizer, seq_len: int):
+    """A fresh preset (init with its std, seeded) or a saved model; optionally with a new RoPE base and length."""
+    from smollm2_recipes import models
+
+    if model_args.model in models.PRESETS:
+        model = models.build_model(model_args.model, seed=model_args.init_seed, bos_token_id=tokenizer.bos_token_id,
+                                   eos_token_id=tokenizer.eos_token_id, attn_implementation=model_args.attn_implementation)
+    else:
+        import torch
+
+        model, _ = models.load_pretrained(model_args.model, dtype=torch.float32)
+    if model_args.rope_theta is not None or model_args.max_position_embeddings is not None:
+        change_rope(model, model_args.max_position_embeddings or model.config.max_position_embeddings,
+                    model_args.rope_theta or models.rope_theta(model.config))
+    if seq_len > model.config.max_position_embeddings:
+        raise UserError(f"seq_len {seq_len} is longer than the model's max_position_embeddings "
+                        f"{model.config.max_position_embeddings}: extend the context first (smollm2 extend-context).")
+    return model
+
+
+def change_rope(model, max_positions: int, theta: float):
+    """Context extension: a larger RoPE base and more positions, applied to the live model (the rotary
+    embedding caches its inverse frequencies, so it is rebuilt from the new config)."""
+    from smollm2_recipes import models
+
+    models.extend_context(model.config, max_positions, theta)
+    base = getattr(model, "model", model)
+    if hasattr(base, "rotary_emb"):
+        device = next(model.parameters()).device
+        base.rotary_emb = type(base.rotary_emb)(config=model.config).to(device)
+    return model
+
+
+# ---- run plan ------------------------------------------------------------------------------------------------
+def _check_output_dir(config: PretrainConfig, resuming: bool) -> bool:
+    """True if the run already finished (and we were asked to resume it). Never writes."""
+    out = Path(config.output_dir)
+    if (out / RUN_SUMMARY).is_file():
+        if resuming:
+            return True
+        raise UserError(f"output_dir '{out}' already holds a finished run ({RUN_SUMMARY}); choose another output_dir "
+                        "(nothing was overwritten).")
+    if not resuming and ckpt.complete_checkpoints(out):
+        raise UserError(f"output_dir '{out}' holds checkpoints of an unfinished run: continue it with "
+                        "--resume_from_checkpoint latest, or choose another output_dir (nothing was overwritten).")
+    return False
+
+
+def _cooldown_plan(config: PretrainConfig) -> tuple[str, int]:
+    """(checkpoint, end step) of a cooldown branch, after checking it starts in the stable phase."""
+    source = ckpt.resolve_resume(config.cooldown_from, Path(config.cooldown_from).parent)
+    if config.decay_steps is None or config.decay_steps <= 0:
+        raise UserError("--cooldown_from needs --decay_steps N (N > 0): the length of the decay branch.")
+    if Path(config.output_dir).resolve() in (Path(source).resolve().parent, Path(source).resolve()):
+        raise UserError(f"a cooldown branch needs its own output_dir; '{config.output_dir}' is the main run's folder.")
+    step = ckpt.checkpoint_step(source)
+    warmup = config.get_warmup_steps(step + config.decay_steps)
+    if step < warmup:
+        raise UserError(f"checkpoint '{source}' is at step {step}, inside the warmup ({warmup} steps): branch a cooldown "
+                        "from a stable-phase checkpoint.")
+    main_cfg = Path(source) / "resolved_config.yaml"
+    if main_cfg.is_file():
+        main = yaml.safe_load(main_cfg.read_text()) or {}
+        kwargs = main.get("lr_scheduler_kwargs") or {}
+        if main.get("max_steps", 0) > 0 and kwargs.get("num_decay_steps") is not None:
+            stable_end = main["max_steps"] - int(kwargs["num_decay_steps"])
+            if step > stable_end:
+                raise UserError(f"checkpoint '{source}' (step {step}) is already in the main run's decay, which starts at "
+                                f"step {stable_end}: branch from a stable-phase checkpoint (step <= {stable_end}).")
+    return source, step + config.decay_steps
+
+
+def _read_skip(output_dir: str) -> set[int]:
+    path = Path(output_dir) / SKIP_FILE
+    return set(json.loads(path.read_text())) if path.is_file() else set()
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+def run_pretrain(config: PretrainConfig, model_args: ModelArguments, data_args, stream_factory: Callable | None = None,
+                 eval_sets: dict | None = None) -> dict:
+    """Train; returns the run summary (also written to output_dir/run_complete.json).
+
+    `stream_factory()` builds the underlying training stream (default: the data package's `build_stream` for this
+    rank); `eval_sets` maps a name to held-out blocks (default: `eval_blocks` blocks of every stage)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from smollm2_recipes.assets import resolve
+    from smollm2_recipes.configs import save_resolved_config
+    from smollm2_recipes.models import count_parameters
+    from smollm2_recipes.training.hardware import cpu_has_bf16_units, flops_per_token, measured_peak_flops
+    from smollm2_recipes.training.spike_guard import SpikeGuard
+    from smollm2_recipes.training.stream import TrackedStream
+    from smollm2_recipes.training.trainer import PretrainTrainer, stage_end_steps
+
+    if config.output_dir is None:
+        raise UserError("output_dir is required.")
+    resume = ckpt.resolve_resume(config.resume_from_checkpoint, config.output_dir)
+    if _check_output_dir(config, resume is not None):
+        summary = json.loads((Path(config.output_dir) / RUN_SUMMARY).read_text())
+        print(f"{config.output_dir} already finished at step {summary.get('global_step')}; nothing to do.", file=sys.stderr)
+        return summary
+
+    # Plan: global batch -> accumulation, stage budgets -> steps, WSD within the run.
+    seq_len = data_args.seq_len
+    sequences_per_step = resolve_batch(config, seq_len)
+    tokens_per_step = sequences_per_step * seq_len
+    stage_tokens = [s.tokens for s in getattr(data_args, "stage_specs", [])]
+    branch_source, branch_end = (None, None)
+    if config.cooldown_from:
+        branch_source, branch_end = _cooldown_plan(config)
+    max_steps = resolve_steps(config, stage_tokens, tokens_per_step, branch_end)
+    config.lr_scheduler_kwargs = resolve_schedule(config, max_steps)
+    config.max_steps = max_steps
+    config.ignore_data_skip = True  # the stream restores its own position; never re-read skipped batches
+    if config.dataloader_num_workers:
+        print("note: dataloader_num_workers is ignored: the stream runs in the main process so its position is exact.", file=sys.stderr)
+    if config.bf16 and config.use_cpu and not cpu_has_bf16_units():
+        print("note: this CPU has no bf16 matrix units (AMX); training in fp32 instead of bf16 autocast.", file=sys.stderr)
+        config.bf16 = False
+    if resume is None and branch_source is not None:
+        resume = branch_source  # a branch starts from the main run's state, optimiser and data position included
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(data_args.tokenizer_name))
+    model = load_model(model_args, tokenizer, seq_len)
+    if resume is not None:
+        ckpt.check_same_shape(ckpt.read_config(resume), model.config, f"checkpoint '{resume}'")
+
+    def make_stream(skip: set[int]) -> TrackedStream:
+        if stream_factory is not None:
+            inner = stream_factory()
+        else:
+            from smollm2_recipes.data.mixture import build_stream
+
+            inner = build_stream(data_args, tokenizer, rank=config.process_index, world_size=config.world_size, split="train")
+        return TrackedStream(inner, rank=config.process_index, world_size=config.world_size, skip_blocks=skip)
+
+    if eval_sets is None and config.eval_blocks > 0:
+        from smollm2_recipes.data.mixture import build_eval_blocks
+
+        eval_sets = {s.name: build_eval_blocks(data_args, tokenizer, config.eval_blocks, stage=s.name) for s in data_args.stage_specs}
+    if eval_sets:
+        config.eval_on_start = resume is None
+
+    # What a run reports: stage boundaries (steps), MFU against this device's measured peak.
+    probe = make_stream(set())
+    boundaries = probe.stage_boundaries()
+    ends = stage_end_steps(boundaries, sequences_per_step) if boundaries else []
+    stage_ends = [(b["name"], min(e, max_steps)) for b, e in zip(boundaries, ends)]
+    n_params = sum(p.numel() for p in model.parameters())
+    fpt = flops_per_token(model.config, seq_len, n_params)
+    device = str(config.device)
+    peak = (config.mfu_peak_tflops * 1e12) if config.mfu_peak_tflops else measured_peak_flops(
+        "cuda" if device.startswith("cuda") else "cpu", torch.bfloat16 if config.bf16 else torch.float32)
+
+    out = Path(config.output_dir)
+    if config.should_save:
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt.clean_partial(out)
+        save_resolved_config(out, config, model_args, data_args)
+        ckpt.write_json_atomic(out / "plan.json", {
+            "max_steps": max_steps, "sequences_per_step": sequences_per_step, "tokens_per_step": tokens_per_step,
+            "gradient_accumulation_steps": config.gradient_accumulation_steps, "world_size": config.world_size,
+            "lr_scheduler_kwargs": config.lr_scheduler_kwargs, "stage_ends": stage_ends,
+            "cooldown_from": branch_source, "parameters": n_params, "flops_per_token": fpt, "peak_flops": peak,
+            "bf16": bool(config.bf16)})
+
+    rollbacks = 0
+    while True:
+        skip = _read_skip(config.output_dir)
+        stream = probe if (probe is not None and not skip and resume is None) else make_stream(skip)
+        probe = None
+        guard = SpikeGuard(config.spike_factor, config.spike_window, config.spike_warmup, config.spike_action,
+                           config.output_dir if config.should_save else "")
+        averager = None
+        if config.weight_averaging != "none":
+            from smollm2_recipes.training.averaging import Averager
+
+            averager = Averager(model, config.weight_averaging, config.averaging_every, config.averaging_start, config.ema_decay)
+        trainer = PretrainTrainer(model=model, args=config, processing_class=tokenizer, eval_dataset=eval_sets or None,
+                                  stream=stream, spike_guard=guard, averager=averager,
+                                  stage_end_steps=[e for _, e in stage_ends], flops_per_token=fpt, peak_flops=peak,
+                                  resolved_configs=(config, model_args, data_args))
+        if resume is not None:
+            trainer.restore_data_state(resume)
+        result = trainer.train(resume_from_checkpoint=resume)
+        if guard.pending is None:
+            break
+        # Rollback: back to the last complete checkpoint, the offending blocks on the skip list.
+        rollbacks += 1
+        spike = guard.pending
+        if rollbacks > config.max_rollbacks:
+            raise UserError(f"{rollbacks - 1} rollbacks did not get past loss spikes (last at step {spike['step']}); "
+                            f"see {out / 'spikes.jsonl'}. Lower the learning rate or raise spike_factor.")
+        if config.should_save:
+            ckpt.write_json_atomic(out / SKIP_FILE, sorted(skip | set(spike["blocks"])))
+        trainer.accelerator.wait_for_everyone()
+        resume = str(ckpt.latest_checkpoint(out) or branch_source or "") or None
+        print(f"spike at step {spike['step']} (loss {spike['loss']:.3f} > {config.spike_factor} x {spike['running_mean']:.3f}, "
+              f"blocks {spike['blocks'][:8]}): rolling back to {resume or 'the start'}", file=sys.stderr)
+        if resume is None:
+            model = load_model(model_args, tokenizer, seq_len)  # no checkpoint yet: the same seeded init
+
+    return _finish(trainer, result, config, stage_ends, averager, tokenizer, rollbacks)
+
+
+def _finish(trainer, result, config, stage_ends, averager, tokenizer, rollbacks: int) -> dict:
+    from smollm2_recipes.training.plots import plot_training
+
+    out = Path(config.output_dir)
+    trainer.save_model(str(out))
+    history = trainer.state.log_history
+    losses = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    summary = {
+        "global_step": trainer.state.global_step,
+        "final_loss": losses[-1][1] if losses else None,
+        "final_loss_step": losses[-1][0] if losses else None,
+        "train_loss_this_session": result.training_loss,
+        "tokens_seen": trainer.ledger.tokens * trainer.accelerator.num_processes,
+        "token_digest": trainer.ledger.digest,
+        "rollbacks": rollbacks,
+        "stage_ends": stage_ends,
+        "eval": {k: v for h in history for k, v in h.items() if k.startswith("eval_") and k.endswith("_loss")},
+    }
+    if trainer.args.should_save:
+        if averager is not None:
+            path = averager.save_model_folder(out, tokenizer)
+            summary["averaged_model"] = str(path) if path else None
+        try:
+            summary["plot"] = str(plot_training(history, stage_ends, out / "training_curves.png", title=str(out)))
+        except Exception as err:  # a plot must never cost a finished run
+            print(f"note: could not draw the training curves: {err}", file=sys.stderr)
+        with open(out / "log_history.jsonl.tmp", "w") as f:
+            for h in history:
+                f.write(json.dumps(h) + "\n")
+        os.replace(out / "log_history.jsonl.tmp", out / "log_history.jsonl")
+        ckpt.write_json_atomic(out / RUN_SUMMARY, summary)  # written last: marks the run finished
+    return summary
