@@ -120,9 +120,11 @@ def test_resumption_does_not_reread_from_the_start(files):
     for _ in range(30):
         next(it)
     state = first.state_dict()
+    assert len(json.dumps(state)) < 4000  # the carried tail is a reference, not tokens: cheap to take every block
     docs_before = state["packers"]["prose"]["counters"]["documents"]
     resumed = build_stream(two_stages(files), tokenizer())
     resumed.load_state_dict(state)
+    assert resumed.stats()["prose"]["epochs"] == first.stats()["prose"]["epochs"] > 0
     next(iter(resumed))
     # The resumed stream continues the document position (it did not re-take the first documents).
     assert resumed.state_dict()["packers"]["prose"]["source"]["pos"] >= docs_before
@@ -204,3 +206,14 @@ def test_stream_is_a_torch_iterable_dataset_for_a_dataloader(files):
     assert isinstance(stream, PretrainStream) and isinstance(stream, torch.utils.data.IterableDataset)
     batch = next(iter(torch.utils.data.DataLoader(stream, batch_size=4)))
     assert batch["input_ids"].shape == (4, SEQ) and batch["input_ids"].dtype == torch.long
+
+
+def test_dataloader_workers_split_a_rank_and_keep_its_order(files):
+    import torch
+
+    full = blocks(build_stream(two_stages(files), tokenizer(), rank=1, world_size=2))
+    loader = torch.utils.data.DataLoader(build_stream(two_stages(files), tokenizer(), rank=1, world_size=2),
+                                         batch_size=None, num_workers=2)
+    got = [item["input_ids"].numpy() for item in loader]
+    assert len(got) == len(full) == 35
+    assert all((a == b).all() for a, b in zip(got, full))

@@ -9,7 +9,7 @@ import pytest
 from test_data_helpers import maths, prose, source, tokenizer, write_jsonl
 
 from smollm2_recipes import cli
-from smollm2_recipes.data import DataArguments, build_stream
+from smollm2_recipes.data import build_stream
 from smollm2_recipes.data import sources as sources_module
 from smollm2_recipes.data.shards import open_shards, tokenize_recipe
 

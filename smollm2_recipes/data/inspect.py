@@ -76,8 +76,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--shards_dir", default=None, help="read pre-tokenised shards instead of tokenising")
     parser.add_argument("--seq_len", type=int, default=None)
+    parser.add_argument("--tokenizer_name", default=None, help="override the recipe's tokenizer (e.g. embedded:smollm2-tokenizer)")
     args = parser.parse_args(argv)
     report = inspect_recipe(args.recipe, args.stage, int(args.tokens), progress=not args.json,
-                            shards_dir=args.shards_dir, seq_len=args.seq_len)
+                            shards_dir=args.shards_dir, seq_len=args.seq_len, tokenizer_name=args.tokenizer_name)
     print(json.dumps(report) if args.json else format_report(report))
     return 0

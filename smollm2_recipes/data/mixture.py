@@ -18,7 +18,7 @@ uninterrupted run, without re-reading the first k blocks.
 
 from __future__ import annotations
 
-import copy
+import json
 from dataclasses import replace
 from typing import Iterator
 
@@ -102,11 +102,12 @@ class PretrainStream(torch.utils.data.IterableDataset):
                 "mixture_seed": self.args.mixture_seed, "seq_len": self.seq_len, "rank": self.rank, "world_size": self.world_size}
 
     def state_dict(self) -> dict:
-        state = copy.deepcopy({k: v for k, v in self._state.items() if k != "packers"})
+        """JSON-serialisable; cheap enough to take after every block (the training loop does)."""
+        state = {k: (dict(v) if isinstance(v, dict) else v) for k, v in self._state.items() if k != "packers"}
         packers = dict(self._state["packers"])
         if self._packers is not None:
             packers.update({name: p.state_dict() for name, p in self._packers.items()})
-        state["packers"] = copy.deepcopy(packers)
+        state["packers"] = packers
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -119,7 +120,7 @@ class PretrainStream(torch.utils.data.IterableDataset):
         unknown = set(state["packers"]) - set(self.sources)
         if unknown:
             raise UserError(f"Cannot resume: the saved state has sources {sorted(unknown)} that the recipe does not list.")
-        self._state = copy.deepcopy(state)
+        self._state = json.loads(json.dumps(state))  # a private copy, and proof that it is plain JSON
         self._state.update(rank=self.rank, world_size=self.world_size)
         self._packers = None
 
@@ -133,10 +134,7 @@ class PretrainStream(torch.utils.data.IterableDataset):
         for name in self.sources:
             st = states.get(name) or {}
             counters = dict(st.get("counters", {}))
-            if self._packers and name in self._packers:
-                epochs = self._packers[name].epochs()
-            else:
-                epochs = 0.0
+            epochs = st.get("epochs", 0.0)  # passes over the source so far (fractional where its size is known)
             out[name] = {"tokens": counters.get("tokens", 0), "documents": counters.get("documents", 0),
                          "epochs": round(epochs, 6), **{k: v for k, v in counters.items() if k not in ("tokens", "documents")}}
         return out

@@ -28,7 +28,9 @@ def decode_tokens(obj: dict) -> np.ndarray:
 
 class SourcePacker:
     """Cuts one source's EOS-joined documents into blocks. State = the source's position after the last
-    document taken + the unused tail of that document (`carry`) + counters."""
+    document taken + the unused tail of the last document put in a block (always a suffix of that one
+    document and its EOS) + counters. Random-access sources store the tail as a reference (which
+    document, how many tokens), so taking the state after every block stays cheap; streams store tokens."""
 
     def __init__(self, source: DocumentSource, seq_len: int, eos_id: int, state: dict | None = None):
         self.source, self.seq_len, self.eos = source, seq_len, np.array([eos_id])
@@ -37,14 +39,24 @@ class SourcePacker:
         self.counters = source.counters
         self.counters.update({k: 0 for k in COUNTERS if k not in self.counters})
         self.counters.update(state.get("counters", {}))
-        self.pieces: list[np.ndarray] = [decode_tokens(state["carry"])] if state.get("carry") else []
+        self.carry_ref = state.get("carry_ref")  # source state right after the last document put in a block
+        self.pieces: list[np.ndarray] = []
+        if state.get("carry"):
+            self.pieces = [decode_tokens(state["carry"])]
+        elif state.get("carry_tail"):
+            doc = source.document(self.carry_ref)
+            self.pieces = [np.concatenate([doc, self.eos.astype(doc.dtype)])[-state["carry_tail"]:]]
         self.buffered = sum(len(p) for p in self.pieces)
         self._docs: Iterator | None = None
         self.min_document_tokens = 0
 
     def state_dict(self) -> dict:
-        carry = np.concatenate(self.pieces) if self.pieces else np.zeros(0, dtype=np.uint16)
-        return {"source": self.source_state, "carry": encode_tokens(carry) if len(carry) else None, "counters": dict(self.counters)}
+        state = {"source": self.source_state, "carry_ref": self.carry_ref, "counters": dict(self.counters), "epochs": self.epochs()}
+        if self.buffered and hasattr(self.source, "document"):
+            state["carry_tail"] = self.buffered
+        elif self.buffered:
+            state["carry"] = encode_tokens(np.concatenate(self.pieces))
+        return state
 
     def epochs(self) -> float:
         return self.source.epochs(self.source_state or {})
@@ -66,6 +78,7 @@ class SourcePacker:
             self.counters["long_documents"] += 1
         self.pieces += [tokens, self.eos.astype(tokens.dtype)]
         self.buffered += len(tokens) + 1
+        self.carry_ref = self.source_state
 
     def next_block(self, materialize: bool = True) -> np.ndarray | None:
         """The next `seq_len` tokens of this source; with materialize=False only the position moves

@@ -34,7 +34,6 @@ from smollm2_recipes.data.sources import (
     _local_reader,
     clean_text,
     resolve_split,
-    token_dtype,
 )
 from smollm2_recipes.errors import UserError
 

@@ -256,11 +256,23 @@ def take_within(texts: list[str], char_budget: int) -> int:
     return len(texts)
 
 
+MAX_GROWTH = 64  # batches grow to 64x the first one: big batches keep every core of the Rust tokenizer busy
+MAX_BATCH_CHARS = 1 << 20  # ...but no bigger than ~1M characters: the tokenizer's per-token objects bound memory
+
+
 class DocumentSource:
     """Base: `iter_documents(state)` yields (tokens, state_after) forever, epoch after epoch."""
 
     def __init__(self, spec: SourceSpec, seed: int, counters: dict):
         self.spec, self.name, self.seed, self.counters = spec, spec.name, seed, counters
+
+    def batch_limits(self):
+        """(documents, characters) per tokenizer call, doubling from (batch_size, char_budget): a short
+        run or a resumed one tokenises little ahead, a long one gets large, well-parallelised batches."""
+        growth = 1
+        while True:
+            yield self.batch_size * growth, max(self.char_budget, min(self.char_budget * growth, MAX_BATCH_CHARS))
+            growth = min(growth * 2, MAX_GROWTH)
 
     def epochs(self, state: dict) -> float:
         return float(state.get("epoch", 0))
@@ -284,16 +296,24 @@ class MapSource(DocumentSource):
     def epochs(self, state):
         return state.get("epoch", 0) + state.get("pos", 0) / len(self.reader)
 
+    def document(self, ref: dict) -> np.ndarray:
+        """The tokens of the document taken just before state `ref` (re-read to restore a packer's carry)."""
+        index = self.permutation(ref["epoch"])[ref["pos"] - 1]
+        text = clean_text(self.reader.texts([index])[0], {}, self.name, self.spec.text_column)
+        return self.tokenize([text])[0]
+
     def iter_documents(self, state: dict | None) -> Iterator[tuple[np.ndarray, dict]]:
         epoch, pos = (state or {}).get("epoch", 0), (state or {}).get("pos", 0)
         n = len(self.reader)
         col = self.spec.text_column
+        limits = self.batch_limits()
         while True:
             perm = self.permutation(epoch)
             fresh, yielded = pos == 0, 0
             while pos < n:
-                texts = [clean_text(v, self.counters, self.name, col) for v in self.reader.texts(perm[pos : pos + self.batch_size])]
-                texts = texts[: take_within(texts, self.char_budget)]
+                docs, chars = next(limits)
+                texts = [clean_text(v, self.counters, self.name, col) for v in self.reader.texts(perm[pos : pos + docs])]
+                texts = texts[: take_within(texts, chars)]
                 for j, tokens in enumerate(self.tokenize(texts)):
                     yielded += len(tokens)
                     yield tokens, {"epoch": epoch, "pos": pos + j + 1}
@@ -326,6 +346,7 @@ class StreamSource(DocumentSource):
         epoch = state.get("epoch", 0)
         resume, skip = state.get("ds_state"), state.get("skip", 0)
         col = self.spec.text_column
+        limits = self.batch_limits()
         while True:
             self.dataset.set_epoch(epoch)
             if resume is not None:
@@ -339,11 +360,12 @@ class StreamSource(DocumentSource):
             while True:
                 ds_state = self.dataset.state_dict()  # = after the last example handed out before this batch
                 rows, chars = [], 0
+                max_docs, max_chars = next(limits)
                 for row in it:
                     rows.append(row)
                     value = row.get(col)
                     chars += len(value) if isinstance(value, (str, bytes)) else 0
-                    if len(rows) >= self.batch_size or chars > self.char_budget:
+                    if len(rows) >= max_docs or chars > max_chars:
                         break
                 if not rows:
                     break
@@ -379,6 +401,10 @@ class ShardSource(DocumentSource):
 
     def epochs(self, state):
         return state.get("epoch", 0) + state.get("pos", 0) / len(self)
+
+    def document(self, ref: dict) -> np.ndarray:
+        i = self.permutation(ref["epoch"])[ref["pos"] - 1]
+        return np.asarray(self.tokens[self.offsets[i] : self.offsets[i + 1]])
 
     def iter_documents(self, state):
         epoch, pos = (state or {}).get("epoch", 0), (state or {}).get("pos", 0)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 # Codex stop sequences: a new top-level statement ends the function body.
 STOPS = ["\nclass ", "\ndef ", "\n#", "\n@", "\nif __name__", "\nprint(", "\nassert "]
+CHAT_STOPS = ["\n```\n"]  # the closing fence (the opening one is "```python\n"): the explanation after it is not run
 CHAT_INSTRUCTION = "Write the Python function `{entry_point}` described below. Answer with one code block.\n```python\n{prompt}```"
 CODE_BLOCK = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)(?:```|$)", re.DOTALL)
 
@@ -63,7 +64,7 @@ def evaluate_humaneval(model, tokenizer, limit: int | None = None, use_chat_temp
     if use_chat_template is None:
         use_chat_template = bool(getattr(tokenizer, "chat_template", None))
     prompts = [build_prompt(p, tokenizer, use_chat_template) for p in problems]
-    stops = [] if use_chat_template else STOPS  # a chat answer ends at the template's end-of-turn token
+    stops = CHAT_STOPS if use_chat_template else STOPS
     completions = complete(model, tokenizer, prompts, stops, max_new_tokens, batch_size, "humaneval", progress)
     programs = [program(p, c, use_chat_template) for p, c in zip(problems, completions)]
     outcomes = run_programs(programs, timeout, workers, progress)

@@ -3,9 +3,10 @@
 offline) with an error naming the one that cannot, and one lighteval `Pipeline` run whose results come
 back as {task: {metric: value}}.
 
-A dataset is reachable when `datasets` can build it: online from the Hub, or offline (HF_HUB_OFFLINE=1, or
-the Hub not answering) from the Hugging Face cache, so a cache copied from a connected machine (HF_HOME)
-serves an offline one."""
+A dataset is reachable when `datasets` can build it: online from the Hub; offline (HF_HUB_OFFLINE=1, or the
+Hub not answering) from the Hugging Face cache, so a cache copied from a connected machine (HF_HOME) serves
+an offline one; or from a local copy: with `datasets_dir`, a folder `datasets_dir/<owner>/<name>` (e.g. a
+`huggingface-cli download --repo-type dataset` snapshot) replaces the Hub repository of that name."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "winogrande": Benchmark("smollm2_winogrande", 0, "acc_norm", "WinoGrande, partial scoring, acc_norm"),
     "openbookqa": Benchmark("smollm2_openbookqa", 0, "acc_norm", "OpenBookQA, cloze, acc_norm"),
     "gsm8k": Benchmark("smollm2_gsm8k", 5, "qem", "GSM8K, 5-shot, generative, quasi-exact match on the final number"),
-    "bbh": Benchmark("bigbench_hard", 3, "acc", "BIG-Bench Hard (27 subtasks, mean), 3-shot, lighteval's task"),
+    "bbh": Benchmark("bigbench_hard", 3, "acc", "BIG-Bench Hard, lighteval's 18 multiple-choice subtasks (mean), 3-shot, acc"),
     "ifeval": Benchmark("ifeval", 0, "prompt_level_strict_acc", "IFEval, generative, lighteval's task"),
 }
 
@@ -89,12 +90,13 @@ BUILTIN_MODULES = {"bbh": "bigbench_hard.py", "ifeval": "ifeval/"}
 
 
 @contextlib.contextmanager
-def suite_registry(names: list[str]):
+def suite_registry(names: list[str], datasets_dir: str | None = None):
     """lighteval 0.13's Registry imports every task module it ships, and here two of them break the import:
     `tiny_benchmarks` downloads a pickle from GitHub (offline: ConnectionError) and `mt_bench` calls
     `HfApi.list_models(model_name=...)`, which huggingface_hub 2.x rejects. This suite needs only its own
     module plus (when asked for) lighteval's bigbench_hard and ifeval, so while this is active the Registry
-    (also the one the Pipeline builds) loads only those, through its own loader functions."""
+    (also the one the Pipeline builds) loads only those, through its own loader functions, and points
+    each task whose dataset has a local copy under `datasets_dir` at that folder."""
     from lighteval.tasks.registry import Registry
 
     original = Registry.__dict__["load_all_task_configs"]
@@ -105,6 +107,10 @@ def suite_registry(names: list[str]):
         configs.update(Registry._load_from_subdirs([Path(m.rstrip("/")) for m in modules if m.endswith("/")]))
         if custom_tasks is not None:
             configs.update(Registry._extract_configs(Registry.create_custom_tasks_module(custom_tasks)))
+        for config in configs.values():
+            local = Path(datasets_dir or "", config.hf_repo)
+            if datasets_dir and local.is_dir():
+                config.hf_repo = str(local)
         return configs
 
     Registry.load_all_task_configs = staticmethod(load_suite)
@@ -114,22 +120,24 @@ def suite_registry(names: list[str]):
         Registry.load_all_task_configs = original
 
 
-def task_configs(specs: list[tuple[str, int]]) -> dict:
+def task_configs(specs: list[tuple[str, int]], datasets_dir: str | None = None) -> dict:
     """lighteval's own Registry resolves the task string: {lighteval task: [LightevalTaskConfig, ...]}."""
     from lighteval.tasks.registry import Registry
 
-    with suite_registry([n for n, _ in specs]):
+    with suite_registry([n for n, _ in specs], datasets_dir):
         registry = Registry(tasks=task_string(specs), custom_tasks=str(CUSTOM_TASKS))
     return registry.task_to_configs
 
 
-def check_datasets(specs: list[tuple[str, int]], offline: bool | None = None) -> list[tuple[str, str]]:
+def check_datasets(specs: list[tuple[str, int]], offline: bool | None = None, datasets_dir: str | None = None) -> list[tuple[str, str]]:
     """Every (repo, subset) the tasks need, after checking each can be built; raises UserError naming the
     first one that cannot."""
     import datasets
 
     offline = hub_offline() if offline is None else offline
-    configs = [c for cs in task_configs(specs).values() for c in cs]
+    by_task = task_configs(specs, datasets_dir)
+    configs = [c for name, _ in specs for key, cs in sorted(by_task.items()) for c in cs  # in the order asked for
+               if key == BENCHMARKS[name].lighteval or key.startswith(BENCHMARKS[name].lighteval + ":")]
     needed = list(dict.fromkeys((c.hf_repo, c.hf_subset, c.hf_revision, c.name) for c in configs))
     seen = {}
     with offline_mode(offline):
@@ -145,7 +153,7 @@ def check_datasets(specs: list[tuple[str, int]], offline: bool | None = None) ->
                     f"lighteval task '{task}' needs the dataset '{repo}' (subset '{subset}'), which could not be "
                     f"reached: {where} ({type(err).__name__}: {str(err).splitlines()[0][:200]}). Fix: run where "
                     "huggingface.co is reachable, or copy a Hugging Face cache holding it and set HF_HOME to it with "
-                    "HF_HUB_OFFLINE=1. Tasks that need no download: humaneval, passkey, perplexity, arith, chat."
+                    f"HF_HUB_OFFLINE=1, or pass --datasets_dir with a local copy at <dir>/{repo}. Tasks that need no download: humaneval, passkey, perplexity, arith, chat."
                 ) from err
             seen[(repo, subset)] = True
     return list(seen)
@@ -174,11 +182,12 @@ def collect(results: dict, specs: list[tuple[str, int]]) -> dict[str, dict[str, 
 
 
 def run_lighteval(model_path: str, specs: list[tuple[str, int]], output_dir: str, limit: int | None = None,
-                  batch_size: int = 8, use_chat_template: bool | None = None, offline: bool | None = None) -> dict:
+                  batch_size: int = 8, use_chat_template: bool | None = None, offline: bool | None = None,
+                  datasets_dir: str | None = None) -> dict:
     """Check the datasets, then evaluate `model_path` on `specs` with lighteval's Pipeline (transformers
     backend, fp32; on a CPU-only machine, the CPU). Returns {our name: {metric: value}}."""
     offline = hub_offline() if offline is None else offline
-    check_datasets(specs, offline)
+    check_datasets(specs, offline, datasets_dir)
 
     import torch
     from lighteval.logging.evaluation_tracker import EvaluationTracker
@@ -192,7 +201,7 @@ def run_lighteval(model_path: str, specs: list[tuple[str, int]], output_dir: str
                                 max_samples=limit)
     tracker = EvaluationTracker(output_dir=str(Path(output_dir) / "lighteval"), save_details=True)
     print(f"lighteval: {task_string(specs)} on {model_path}", file=sys.stderr)
-    with offline_mode(offline), suite_registry([n for n, _ in specs]), contextlib.redirect_stdout(sys.stderr):
+    with offline_mode(offline), suite_registry([n for n, _ in specs], datasets_dir), contextlib.redirect_stdout(sys.stderr):
         pipeline = Pipeline(tasks=task_string(specs), pipeline_parameters=params, evaluation_tracker=tracker,
                             model_config=config)
         pipeline.evaluate()

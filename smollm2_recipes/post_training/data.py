@@ -29,7 +29,8 @@ from smollm2_recipes.errors import UserError
 ROLES = {"system", "user", "assistant"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 GENERATED = ("arith:sft", "arith:preferences", "arith:onpolicy")
-SOURCE_KEYS = {"id", "path", "config", "split", "columns", "weight", "num_samples", "seed", "data_files"}
+SOURCE_KEYS = {"id", "path", "config", "split", "columns", "weight", "num_samples", "seed", "data_files",
+               "samples_per_prompt", "temperature", "reference_fallback", "max_new_tokens"}  # the last four: arith:onpolicy
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Source:
     num_samples: int | None = None
     seed: int = 0
     data_files: Any = None
+    options: dict = field(default_factory=dict)  # arith:onpolicy sampling options
 
 
 def _source(spec: Any, where: str) -> Source:
@@ -72,7 +74,8 @@ def _source(spec: Any, where: str) -> Source:
     if not isinstance(weight, (int, float)) or weight <= 0:
         raise UserError(f"{where}: weight of '{name}' must be a number > 0, got {weight!r}.")
     return Source(name=str(name), config=spec.get("config"), split=spec.get("split") or "train", columns=spec.get("columns"),
-                  weight=float(weight), num_samples=spec.get("num_samples"), seed=int(spec.get("seed", 0)), data_files=spec.get("data_files"))
+                  weight=float(weight), num_samples=spec.get("num_samples"), seed=int(spec.get("seed", 0)), data_files=spec.get("data_files"),
+                  options={k: spec[k] for k in ("samples_per_prompt", "temperature", "reference_fallback", "max_new_tokens") if k in spec})
 
 
 def parse_mixture(args: ChatDataArguments) -> tuple[list[Source], int | None, float | int | None]:
@@ -133,7 +136,7 @@ def _generated(src: Source, kind: str, policy=None):
     from smollm2_recipes.post_training.onpolicy import onpolicy_pairs
 
     model, tokenizer, out_dir = policy
-    return datasets.Dataset.from_list(onpolicy_pairs(model, tokenizer, n, seed=src.seed, out_dir=out_dir))
+    return datasets.Dataset.from_list(onpolicy_pairs(model, tokenizer, n, seed=src.seed, out_dir=out_dir, **src.options))
 
 
 def load_source(src: Source, kind: str, policy=None):

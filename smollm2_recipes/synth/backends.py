@@ -77,7 +77,7 @@ def _api_key(spec: dict):
 
 
 def build_llm(spec: dict | None, *, max_new_tokens: int, temperature: float, top_p: float = 1.0,
-              magpie: bool = False, batch_size: int = 8, role: str = "llm"):
+              magpie: bool = False, batch_size: int = 8, role: str = "llm", seed: int = 42):
     """A distilabel LLM for `spec`. `magpie=True` turns on the pre-query template MagPie needs."""
     spec = validate_llm(spec, role)
     backend = spec["backend"]
@@ -96,7 +96,7 @@ def build_llm(spec: dict | None, *, max_new_tokens: int, temperature: float, top
 
         return cls(model=model, tokenizer=assets.resolve(spec["tokenizer"]) if spec.get("tokenizer") else None,
                    torch_dtype=spec.get("dtype", "float32"), device=spec.get("device", "cpu"),
-                   chat_template=spec.get("chat_template"), pipeline_batch_size=spec.get("batch_size", batch_size), progress_desc=f"{role} generations", **kwargs)
+                   chat_template=spec.get("chat_template"), pipeline_batch_size=spec.get("batch_size", batch_size), progress_desc=f"{role} generations", seed=seed, **kwargs)
     if backend == "vllm":
         from distilabel.models.llms import vLLM
 

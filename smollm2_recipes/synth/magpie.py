@@ -84,11 +84,11 @@ def build_dag(args: MagpieArgs, prompts: dict):
     from smollm2_recipes.synth.backends import build_llm
 
     llm = build_llm(args.llm, max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                    magpie=True, batch_size=args.batch_size, role="magpie")
+                    magpie=True, batch_size=args.batch_size, seed=args.seed, role="magpie")
     generator = MagpieGenerator(name="magpie", llm=llm, n_turns=args.n_turns, num_rows=args.num_rows, batch_size=args.batch_size,
                                 system_prompt=prompts, include_system_prompt=args.include_system_prompt)
     tagger_llm = build_llm(args.tagger_llm or args.llm, max_new_tokens=args.tag_max_new_tokens, temperature=0.0,
-                           batch_size=args.batch_size, role="tagger")
+                           batch_size=args.batch_size, seed=args.seed, role="tagger")
     template = (TAG_TEMPLATE.replace("{{ difficulties }}", ", ".join(DIFFICULTIES)).replace("{{ qualities }}", ", ".join(QUALITIES))
                 .replace("{{ categories }}", ", ".join(prompts)))
     if args.n_turns > 1:  # MagpieGenerator writes `conversation`; with one turn, `instruction` + `response`

@@ -77,11 +77,26 @@ def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: 
         if not dataset:
             raise UserError(f"The {name} pipeline got no input rows: check the input path / num_rows.")
         kwargs.update(dataset=dataset, dataset_batch_size=args.batch_size)
-    distiset = pipeline.run(**kwargs)
+    try:
+        distiset = pipeline.run(**kwargs)
+    finally:
+        _detach_distilabel_logging()
     if distiset is None:
         raise UserError(f"The {name} pipeline stopped before finishing; re-run the same command to resume from {cache}.")
     split = next(iter(distiset.values()))
     return split["train"].to_list()
+
+
+def _detach_distilabel_logging() -> None:
+    """distilabel leaves a QueueHandler on the root logger whose queue it closes after the run; later log
+    records (sentence-transformers, datasets) would then print 'Logging error' tracebacks."""
+    import logging
+    from logging.handlers import QueueHandler
+
+    for logger in [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.root.manager.loggerDict)]:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, QueueHandler):
+                logger.removeHandler(handler)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -103,7 +118,7 @@ def read_rows(path: str, text_column: str | None = None, limit: int | None = Non
 
     p = Path(path)
     try:
-        if p.is_dir() and (p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists():
+        if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists()):
             ds = load_from_disk(str(p))
             ds = ds[split] if hasattr(ds, "keys") else ds
         elif p.is_file():
@@ -114,7 +129,8 @@ def read_rows(path: str, text_column: str | None = None, limit: int | None = Non
         elif p.is_dir():
             ds = load_dataset(str(p), split=split)
         elif "/" in str(path) and not str(path).startswith((".", "/")):
-            ds = load_dataset(str(path), split=split)  # a Hub dataset id
+            hub_id, _, config = str(path).partition("#")  # "openai/gsm8k#main": a Hub id with its config
+            ds = load_dataset(hub_id, config or None, split=split)
         else:
             raise UserError(f"Input '{path}' does not exist (expected a jsonl/parquet file, a dataset folder or a Hub id).")
     except UserError:

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from typing import Any, Iterable
 
-OK, EMPTY, INVALID_JSON, MISSING = "ok", "empty_generation", "invalid_json", "missing_or_invalid_fields"
+OK, EMPTY, INVALID_JSON, MISSING, NO_SCORE = "ok", "empty_generation", "invalid_json", "missing_or_invalid_fields", "no_score"
 
 
 def extract_json_object(text: str | None) -> dict | None:
@@ -74,7 +74,7 @@ def parse_score(text: str | None, low: int = 0, high: int = 5) -> tuple[int | No
             continue
         if low <= score <= high:
             return score, OK
-    return None, INVALID_JSON if obj is None else MISSING
+    return None, NO_SCORE
 
 
 class Tally(Counter):

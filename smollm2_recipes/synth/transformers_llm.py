@@ -15,9 +15,13 @@ class BatchedTransformersLLM(TransformersLLM):
 
     pipeline_batch_size: int = Field(default=8)
     progress_desc: str = Field(default="generations")
+    seed: int = Field(default=42)
     _progress: Any = PrivateAttr(default=None)
 
     def load(self) -> None:
+        from transformers import set_seed
+
+        set_seed(self.seed)  # sampling in the step process is reproducible for a given recipe
         super().load()
         self._pipeline._batch_size = self.pipeline_batch_size
         self._pipeline.tokenizer.padding_side = "left"  # decoder-only batches are padded on the left

@@ -105,6 +105,20 @@ def _cooldown_plan(config: PretrainConfig) -> tuple[str, int]:
     return source, step + config.decay_steps
 
 
+def _with_replacement_blocks(data_args, n_skipped: int):
+    """Blocks skipped after a spike are replaced by as many new ones at the end of the last stage, so the run
+    still has data for every step of its schedule (stage boundaries before the end do not move)."""
+    import copy
+    import dataclasses
+
+    if not n_skipped or not getattr(data_args, "stage_specs", None):
+        return data_args
+    extended = copy.copy(data_args)
+    last = data_args.stage_specs[-1]
+    extended.stage_specs = [*data_args.stage_specs[:-1], dataclasses.replace(last, tokens=last.tokens + n_skipped * data_args.seq_len)]
+    return extended
+
+
 def _read_skip(output_dir: str) -> set[int]:
     path = Path(output_dir) / SKIP_FILE
     return set(json.loads(path.read_text())) if path.is_file() else set()
@@ -115,8 +129,8 @@ def run_pretrain(config: PretrainConfig, model_args: ModelArguments, data_args, 
                  eval_sets: dict | None = None) -> dict:
     """Train; returns the run summary (also written to output_dir/run_complete.json).
 
-    `stream_factory()` builds the underlying training stream (default: the data package's `build_stream` for this
-    rank); `eval_sets` maps a name to held-out blocks (default: `eval_blocks` blocks of every stage)."""
+    `stream_factory(data_args)` builds the underlying training stream (default: the data package's `build_stream`
+    for this rank); `eval_sets` maps a name to held-out blocks (default: `eval_blocks` blocks of every stage)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -162,13 +176,15 @@ def run_pretrain(config: PretrainConfig, model_args: ModelArguments, data_args, 
         ckpt.check_same_shape(ckpt.read_config(resume), model.config, f"checkpoint '{resume}'")
 
     def make_stream(skip: set[int]) -> TrackedStream:
+        args = _with_replacement_blocks(data_args, len(skip))
         if stream_factory is not None:
-            inner = stream_factory()
+            inner = stream_factory(args)
         else:
             from smollm2_recipes.data.mixture import build_stream
 
-            inner = build_stream(data_args, tokenizer, rank=config.process_index, world_size=config.world_size, split="train")
-        return TrackedStream(inner, rank=config.process_index, world_size=config.world_size, skip_blocks=skip)
+            inner = build_stream(args, tokenizer, rank=config.process_index, world_size=config.world_size, split="train")
+        return TrackedStream(inner, rank=config.process_index, world_size=config.world_size, skip_blocks=skip,
+                             snapshot_every=config.per_device_train_batch_size * config.gradient_accumulation_steps)
 
     if eval_sets is None and config.eval_blocks > 0:
         from smollm2_recipes.data.mixture import build_eval_blocks

@@ -13,7 +13,8 @@ import torch
 
 
 class TrackedStream(torch.utils.data.IterableDataset):
-    def __init__(self, stream, rank: int = 0, world_size: int = 1, skip_blocks: set[int] | None = None, history: int = 256):
+    def __init__(self, stream, rank: int = 0, world_size: int = 1, skip_blocks: set[int] | None = None,
+                 snapshot_every: int = 1, history: int = 64):
         self.stream = stream
         self.rank, self.world_size = rank, world_size
         self.skip_blocks = set(skip_blocks or ())
@@ -22,7 +23,7 @@ class TrackedStream(torch.utils.data.IterableDataset):
         # delivered count -> (pulled, stream state) right after that block; the DataLoader reads ahead, so the
         # checkpoint asks for the state at the position training actually reached.
         self._snapshots: collections.OrderedDict[int, tuple[int, Any]] = collections.OrderedDict()
-        self._history = history
+        self._history, self.snapshot_every = history, max(1, snapshot_every)
         self._snapshots[0] = (0, self._stream_state())
 
     def _stream_state(self):
@@ -39,7 +40,8 @@ class TrackedStream(torch.utils.data.IterableDataset):
             if index in self.skip_blocks:
                 continue
             self.delivered += 1
-            self._snapshots[self.delivered] = (self.pulled, self._stream_state())
+            if self.delivered % self.snapshot_every == 0:  # states only where an optimiser step can end
+                self._snapshots[self.delivered] = (self.pulled, self._stream_state())
             while len(self._snapshots) > self._history:
                 self._snapshots.popitem(last=False)
             yield {**block, "block_index": torch.tensor(index)}

@@ -1,0 +1,77 @@
+"""`smollm2 dpo RECIPE.yaml [--key value ...]`: preference optimisation with TRL's DPOTrainer.
+
+The model being trained starts from the SFT model, which is also the reference; with
+`precompute_ref_log_probs: true` the reference log-probs are computed once before training, so only
+one model is ever in memory. Reward margins and accuracies are logged by TRL (`rewards/margins`,
+`rewards/accuracies`) at every logging step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import DPOConfig, ModelConfig
+
+from smollm2_recipes import configs
+from smollm2_recipes.errors import UserError
+from smollm2_recipes.post_training import common
+from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
+
+
+@dataclass
+class SmolDPOConfig(DPOConfig):
+    """TRL's DPOConfig plus the project's keys (and handbook's `max_prompt_length`, which TRL 1 removed)."""
+
+    precompute_ref_log_probs: bool = field(default=True, metadata={"help": "compute the reference log-probs once: one model in memory"})
+    max_prompt_length: int | None = field(default=512, metadata={"help": "rows whose prompt has more tokens are dropped (counted in data_report.json)"})
+    rpo_alpha: float | None = field(default=None, metadata={"help": "weight of an NLL term on the chosen answer (RPO); adds TRL's 'sft' loss"})
+    global_batch_size: int | None = field(default=None, metadata={"help": "keep this global batch whatever the process count (sets gradient_accumulation_steps)"})
+    arith_eval_samples: int = field(default=0, metadata={"help": "if > 0, print exact-match accuracy on this many held-out arithmetic problems before and after"})
+    arith_eval_seed: int = field(default=0, metadata={"help": "seed of the held-out arithmetic problems"})
+    arith_eval_before: bool = field(default=True, metadata={"help": "also evaluate the starting (SFT) model"})
+
+
+def apply_rpo_alpha(args) -> None:
+    """RPO = DPO + alpha * NLL(chosen): TRL 1 expresses it as loss_type [..., 'sft'] with a weight."""
+    if not args.rpo_alpha:
+        return
+    if args.rpo_alpha < 0:
+        raise UserError(f"rpo_alpha must be >= 0, got {args.rpo_alpha}.")
+    types = list(args.loss_type)
+    weights = list(args.loss_weights or [1.0] * len(types))
+    if "sft" in types:
+        raise UserError("Set either rpo_alpha or an 'sft' entry in loss_type, not both.")
+    args.loss_type, args.loss_weights = types + ["sft"], weights + [float(args.rpo_alpha)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transformers import set_seed
+    from trl import DPOTrainer
+
+    args, model_args, data_args = configs.parse([SmolDPOConfig, ModelConfig, ChatDataArguments], argv)
+    common.refuse_finished_output(args.output_dir)
+    common.check_hardware(args, model_args)
+    common.apply_global_batch(args, args.global_batch_size)
+    apply_rpo_alpha(args)
+    set_seed(args.seed)
+    model_path = common.resolve_model_path(model_args)
+    tokenizer = common.load_tokenizer(model_path, args, data_args)
+    if tokenizer.chat_template is None:
+        raise UserError(f"'{model_args.model_name_or_path}' has no chat template; set chat_template_path (e.g. chat_templates/smollm2.jinja).")
+    model = common.load_model(model_path, model_args, args)
+    if args.arith_eval_samples and args.arith_eval_before:
+        common.arith_eval(model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "before_dpo", args.output_dir)
+    train, eval_ds, _ = load_mixture(data_args, "preference", args.seed, tokenizer, max_prompt_length=args.max_prompt_length,
+                                     want_eval=args.eval_strategy != "no", policy=(model, tokenizer, args.output_dir),
+                                     report_dir=args.output_dir)
+    if args.eval_strategy != "no" and eval_ds is None:
+        common.note("no eval split in the data (set dataset_test_split or test_split_size); evaluation is off.")
+        args.eval_strategy = "no"
+    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=common.peft_config(model_args))
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    common.save_final(trainer, tokenizer, args.output_dir)
+    if args.arith_eval_samples:
+        common.arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "after_dpo", args.output_dir)
+    print(f"DPO model written to {args.output_dir}")
+    return 0

@@ -1,0 +1,112 @@
+"""Task names, recipes and the lighteval bridge up to the network boundary (the Hub is off in tests)."""
+
+from pathlib import Path
+
+import pytest
+
+from smollm2_recipes.errors import UserError
+from smollm2_recipes.evaluation import lighteval_bridge as bridge
+from smollm2_recipes.evaluation.tasks import check_available, parse_tasks, valid_names
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes" / "eval"
+PAPER_BASE = {"hellaswag", "arc", "piqa", "mmlu_pro", "commonsenseqa", "triviaqa", "winogrande", "openbookqa", "gsm8k"}
+PAPER_INSTRUCT = {"ifeval", "hellaswag", "arc", "piqa", "mmlu_pro", "bbh", "gsm8k"}
+
+
+def test_task_specs_default_to_the_papers_shots_and_metrics():
+    specs = {s.name: s for s in parse_tasks("hellaswag,gsm8k,bbh|0,arc|0|acc,humaneval")}
+    assert (specs["hellaswag"].shots, specs["hellaswag"].metric) == (0, "acc_norm")
+    assert (specs["gsm8k"].shots, specs["gsm8k"].metric) == (5, "qem")
+    assert specs["bbh"].shots == 0  # explicit shots win over the paper's 3
+    assert specs["arc"].metric == "acc"
+    assert specs["humaneval"].offline and not specs["gsm8k"].offline
+    assert [s.name for s in parse_tasks(["chat", "perplexity,arith"])] == ["chat", "perplexity", "arith"]
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("hellaswg", ["hellaswg", "Did you mean 'hellaswag'", "humaneval", "passkey"]),
+    ("gsm8k|five", ["five", "whole number"]),
+    ("humaneval|3", ["humaneval", "0"]),
+    ("chat,chat", ["chat", "more than once"]),
+    ("", ["No tasks"]),
+])
+def test_bad_task_names_are_refused_with_the_valid_ones(bad, words):
+    with pytest.raises(UserError) as err:
+        parse_tasks(bad)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_recipes_name_the_papers_suites():
+    from smollm2_recipes.evaluation.cli import parse_args
+
+    base = parse_args([str(RECIPES / "smollm2_base.yaml")])
+    instruct = parse_args([str(RECIPES / "smollm2_instruct.yaml"), "--limit", "3"])
+    base_specs, instruct_specs = parse_tasks(base.tasks), parse_tasks(instruct.tasks)
+    assert {s.name for s in base_specs} == PAPER_BASE and {s.name for s in instruct_specs} == PAPER_INSTRUCT
+    shots = {s.name: s.shots for s in base_specs + instruct_specs}
+    assert shots["gsm8k"] == 5 and shots["bbh"] == 3 and shots["hellaswag"] == 0
+    assert {s.metric for s in base_specs if s.name not in ("gsm8k", "triviaqa")} == {"acc_norm"}
+    assert base.model == "HuggingFaceTB/SmolLM2-1.7B" and base.use_chat_template is False
+    assert instruct.use_chat_template is True and instruct.limit == 3
+    # MODEL after the recipe, and `smollm2 eval MODEL --tasks ...` without one
+    assert parse_args([str(RECIPES / "smollm2_base.yaml"), "some/model"]).model == "some/model"
+    plain = parse_args(["embedded:SmolLM2-135M-Instruct", "--tasks", "chat,arith", "--json"])
+    assert plain.json is True and [s.name for s in parse_tasks(plain.tasks)] == ["chat", "arith"]
+
+
+def test_task_string_resolves_in_lightevals_registry():
+    """The task string goes through lighteval's own Registry: every task of the suite resolves to a
+    config with the right dataset, shot count and metric. (ifeval is left out: its module fetches nltk
+    data over the network when imported.)"""
+    specs = [(n, bridge.BENCHMARKS[n].shots) for n in bridge.BENCHMARKS if n != "ifeval"]
+    assert bridge.task_string([("hellaswag", 0), ("gsm8k", 5)]) == "smollm2_hellaswag|0,smollm2_gsm8k|5"
+    configs = {k: c for k, cs in bridge.task_configs(specs).items() for c in cs}
+    repos = {k: c.hf_repo for k, c in configs.items()}
+    assert repos["smollm2_hellaswag"] == "Rowan/hellaswag" and repos["smollm2_gsm8k"] == "openai/gsm8k"
+    assert {repos["smollm2_arc:easy"], repos["smollm2_arc:challenge"]} == {"allenai/ai2_arc"}
+    from lighteval.tasks.tasks import bigbench_hard
+
+    assert sum(k.startswith("bigbench_hard:") for k in configs) == len(bigbench_hard.TASKS_TABLE) > 10
+    for name, shots in specs:
+        bench = bridge.BENCHMARKS[name]
+        mine = [c for k, c in configs.items() if k == bench.lighteval or k.startswith(bench.lighteval + ":")]
+        assert mine, name
+        for config in mine:
+            assert config.num_fewshots == shots
+            assert bench.metric in [m.metric_name for m in config.metrics], (name, config.metrics)
+
+
+def test_unreachable_dataset_is_named_before_any_model_loads(tmp_path, micro_model_dir, capsys):
+    with pytest.raises(UserError) as err:
+        bridge.check_datasets([("hellaswag", 0)], offline=True)
+    message = str(err.value)
+    assert "Rowan/hellaswag" in message and "smollm2_hellaswag" in message and "HF_HUB_OFFLINE=1" in message
+    from smollm2_recipes.cli import run
+
+    out = tmp_path / "out"
+    assert run("eval", [micro_model_dir, "--tasks", "chat,piqa", "--output_dir", str(out)]) == 2
+    assert "ybisk/piqa" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything ran or was written
+
+
+def test_collect_maps_lighteval_results_to_our_tasks():
+    results = {  # the shape of lighteval's final dict ("task|shots" written "task:shots")
+        "smollm2_arc:easy:0": {"acc_norm": 0.6, "acc_norm_stderr": 0.01},
+        "smollm2_arc:challenge:0": {"acc_norm": 0.4, "acc_norm_stderr": 0.02},
+        "smollm2_gsm8k:5": {"qem": 0.25, "qem_stderr": 0.03},
+        "all": {"acc_norm": 0.5},
+    }
+    got = bridge.collect(results, [("arc", 0), ("gsm8k", 5), ("piqa", 0)])
+    assert got["arc"] == pytest.approx({"acc_norm": 0.5, "subtasks": 2})
+    assert got["gsm8k"] == {"qem": 0.25, "qem_stderr": 0.03}
+    assert "piqa" not in got
+
+
+def test_missing_provider_module_is_a_clear_error(monkeypatch):
+    from smollm2_recipes.evaluation import tasks
+
+    monkeypatch.setitem(tasks.PROVIDERS, "arith", "smollm2_recipes.evaluation.no_such_module")
+    with pytest.raises(UserError, match="arith.*no_such_module"):
+        check_available(parse_tasks("arith"))
+    assert "arith" in valid_names() and "passkey" in valid_names()
