@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--chars", type=int, default=6_000_000, help="corpus size for the throughput run (characters)")
     parser.add_argument("--seq_len", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each pipeline; the best counts")
-    parser.add_argument("--memory_chars", type=int, default=1_500_000, help="corpus size of the small memory run (x10 for the large)")
+    parser.add_argument("--memory_chars", type=int, default=4_000_000, help="corpus size of the small memory run (x10 for the large)")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:

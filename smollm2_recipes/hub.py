@@ -31,7 +31,7 @@ EXCLUDED_SUFFIXES = (".tmp", ".lock", ".pth")
 
 
 def _included(rel: Path) -> bool:
-    if any(part.startswith(EXCLUDED_DIRS) for part in rel.parts[:-1]):
+    if any(part.startswith(EXCLUDED_DIRS) or part.startswith(".") for part in rel.parts[:-1]):
         return False
     return rel.name not in EXCLUDED_FILES and not rel.name.endswith(EXCLUDED_SUFFIXES) and not rel.name.startswith(".")
 

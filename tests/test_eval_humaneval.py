@@ -1,8 +1,6 @@
 """HumanEval: the sandbox refuses what it must and times out loops; the harness passes the reference
 solutions and fails wrong ones; a tiny model runs end to end."""
 
-import pytest
-
 from smollm2_recipes.evaluation import humaneval
 from smollm2_recipes.evaluation.sandbox import run_program
 
@@ -40,3 +38,18 @@ def test_humaneval_end_to_end_on_a_tiny_model(micro_model_dir):
     assert [s["task_id"] for s in result["samples"]] == ["HumanEval/0", "HumanEval/1", "HumanEval/2"]
     assert result["chat_template"] is True  # the micro model carries the instruct tokenizer's template
     assert all(s["status"] in ("passed", "failed", "timeout") for s in result["samples"])
+
+
+def test_base_model_completes_the_prompt(base_tokenizer_path):
+    from transformers import AutoTokenizer
+
+    from smollm2_recipes.models import build_model
+
+    tokenizer = AutoTokenizer.from_pretrained(base_tokenizer_path)
+    model = build_model("micro", seed=1)
+    assert tokenizer.pad_token is None and not tokenizer.chat_template
+    result = humaneval.evaluate_humaneval(model, tokenizer, limit=2, max_new_tokens=6, batch_size=2, timeout=3, progress=False)
+    assert result["chat_template"] is False and result["n"] == 2
+    for sample in result["samples"]:  # completion mode: cut at the first stop sequence
+        assert not any(stop in sample["completion"] for stop in humaneval.STOPS)
+    assert tokenizer.pad_token is None and tokenizer.padding_side == "right"  # left as found

@@ -93,7 +93,8 @@ def test_unreachable_dataset_is_named_before_any_model_loads(tmp_path, micro_mod
 def test_collect_maps_lighteval_results_to_our_tasks():
     results = {  # the shape of lighteval's final dict ("task|shots" written "task:shots")
         "smollm2_arc:easy:0": {"acc_norm": 0.6, "acc_norm_stderr": 0.01},
-        "smollm2_arc:challenge:0": {"acc_norm": 0.4, "acc_norm_stderr": 0.02},
+        "smollm2_arc:challenge|0": {"acc_norm": 0.4, "acc_norm_stderr": 0.02},
+        "smollm2_arc:_average|0": {"acc_norm": 0.5, "acc_norm_stderr": 0.02},
         "smollm2_gsm8k:5": {"qem": 0.25, "qem_stderr": 0.03},
         "all": {"acc_norm": 0.5},
     }
@@ -110,3 +111,42 @@ def test_missing_provider_module_is_a_clear_error(monkeypatch):
     with pytest.raises(UserError, match="arith.*no_such_module"):
         check_available(parse_tasks("arith"))
     assert "arith" in valid_names() and "passkey" in valid_names()
+
+
+def _local_arc(root):
+    """A local copy of allenai/ai2_arc in the Hub's layout (parquet per config and split, configs in README)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    repo = root / "allenai" / "ai2_arc"
+    rows = [
+        {"question": "What do plants need to make food?", "choices": {"text": ["sunlight", "sand", "plastic"], "label": ["A", "B", "C"]}, "answerKey": "A"},
+        {"question": "Which is a liquid at room temperature?", "choices": {"text": ["iron", "water", "wood"], "label": ["A", "B", "C"]}, "answerKey": "B"},
+        {"question": "What melts ice?", "choices": {"text": ["heat", "cold", "dark"], "label": ["1", "2", "3"]}, "answerKey": "1"},
+    ]
+    readme = ["---", "configs:"]
+    for subset in ("ARC-Easy", "ARC-Challenge"):
+        (repo / subset).mkdir(parents=True)
+        readme += [f"- config_name: {subset}", "  data_files:"]
+        for split in ("train", "test"):
+            pq.write_table(pa.Table.from_pylist(rows), repo / subset / f"{split}.parquet")
+            readme += [f"  - split: {split}", f"    path: {subset}/{split}.parquet"]
+    (repo / "README.md").write_text("\n".join(readme + ["---", ""]))
+
+
+def test_lighteval_pipeline_runs_on_a_local_dataset_copy(micro_model_dir, tmp_path, capsys):
+    """The real lighteval Pipeline, offline, on a local copy of ARC: the path a reachable Hub takes."""
+    import json
+
+    from smollm2_recipes.cli import run
+
+    _local_arc(tmp_path / "datasets")
+    out = tmp_path / "eval"
+    rc = run("eval", [micro_model_dir, "--tasks", "arc", "--datasets_dir", str(tmp_path / "datasets"), "--limit", "2",
+                      "--output_dir", str(out), "--json"])
+    assert rc == 0
+    arc = json.loads(capsys.readouterr().out)["tasks"]["arc"]
+    (saved,) = (out / "lighteval" / "results").rglob("results_*.json")
+    theirs = json.loads(saved.read_text())["results"]
+    per_subset = [theirs[f"smollm2_arc:{s}|0"]["acc_norm"] for s in ("easy", "challenge")]
+    assert arc["subtasks"] == 2 and arc["acc_norm"] == pytest.approx(sum(per_subset) / 2)

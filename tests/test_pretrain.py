@@ -112,17 +112,19 @@ def test_sigkill_and_resume_reads_the_same_tokens_and_reaches_the_same_loss(main
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "smollm2_recipes", "pretrain", str(recipe), "--output_dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(tmp_path / "killed.log", "wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 300
         while not (out / "checkpoint-8" / "checkpoint_complete.json").is_file():
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-2000:]
             assert time.time() < deadline
             time.sleep(0.02)
         time.sleep(0.3)  # somewhere past step 8, possibly in the middle of the next save
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        log.close()
     assert not (out / "run_complete.json").exists(), "the run finished before it could be killed"
     summary = train(recipe, "--output_dir", str(out), "--resume_from_checkpoint", "latest")
     assert summary["global_step"] == 24
@@ -143,7 +145,7 @@ class CorruptedStream(torch.utils.data.IterableDataset):
         for block in self.inner:
             if self.seen in self.corrupt:
                 g = torch.Generator().manual_seed(self.seen)
-                ids = torch.randint(0, 49152, block["input_ids"].shape, generator=g)
+                ids = torch.randint(40000, 49152, block["input_ids"].shape, generator=g)  # ids the corpus never uses
                 block = {**block, "input_ids": ids, "labels": ids.clone()}
             self.seen += 1
             yield block
@@ -167,7 +169,7 @@ def test_spike_guard_logs_a_corrupted_batch_and_rolls_back_past_it(tmp_path):
     from smollm2_recipes.training.spike_guard import read_spikes
 
     recipe = write_recipe(tmp_path / "recipe.yaml", steps=24)
-    config, model_args, data_args = parse_recipe(recipe, "--output_dir", str(tmp_path / "run"), "--spike_factor", "1.3",
+    config, model_args, data_args = parse_recipe(recipe, "--output_dir", str(tmp_path / "run"), "--spike_factor", "1.12",
                                                  "--spike_window", "5", "--spike_warmup", "5", "--spike_action", "rollback")
     bad_step = 19  # its 4 blocks are global blocks 72..75
     bad = set(range((bad_step - 1) * 4, bad_step * 4))
@@ -177,12 +179,12 @@ def test_spike_guard_logs_a_corrupted_batch_and_rolls_back_past_it(tmp_path):
     summary = run_pretrain(config, model_args, data_args, stream_factory=factory)
     spikes = read_spikes(str(tmp_path / "run"))
     assert len(spikes) == 1, spikes
-    assert spikes[0]["step"] == bad_step and spikes[0]["blocks"] == sorted(bad) and spikes[0]["loss"] > 1.3 * spikes[0]["running_mean"]
+    assert spikes[0]["step"] == bad_step and spikes[0]["blocks"] == sorted(bad) and spikes[0]["loss"] > 1.12 * spikes[0]["running_mean"]
     assert spikes[0]["tokens_seen"] == bad_step * STEP_TOKENS  # the data position of the spike
     assert json.loads((tmp_path / "run" / "skip_blocks.json").read_text()) == sorted(bad)
     assert summary["rollbacks"] == 1 and summary["global_step"] == 24
     # after the rollback (to checkpoint-16) step 19 read the next blocks instead, and no spike followed
-    assert losses(tmp_path / "run")[bad_step] < 1.3 * spikes[0]["running_mean"]
+    assert losses(tmp_path / "run")[bad_step] < spikes[0]["running_mean"]
 
 
 def test_cooldown_branch_starts_from_a_stable_checkpoint_and_leaves_the_main_run_alone(main_run, tmp_path):

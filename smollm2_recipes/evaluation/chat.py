@@ -3,6 +3,8 @@ Not a benchmark: a look at what a checkpoint says, next to its numbers."""
 
 from __future__ import annotations
 
+import sys
+
 PROMPTS = [
     "What is the capital of France?",
     "Write a haiku about the sea.",
@@ -19,13 +21,17 @@ def evaluate_chat(model, tokenizer, prompts: list[str] | None = None, limit: int
     from smollm2_recipes.assets_cli import chat
     from smollm2_recipes.evaluation.generation import complete, eval_mode
 
-    prompts = list(prompts or PROMPTS)[:limit] if limit else list(prompts or PROMPTS)
+    prompts = list(prompts or PROMPTS)
+    if limit:
+        prompts = prompts[:limit]
     if getattr(tokenizer, "chat_template", None):
         with eval_mode(model):
             answers = chat(model, tokenizer, prompts, max_new_tokens)
     else:
         answers = [a.strip() for a in complete(model, tokenizer, [p + "\n" for p in prompts], [], max_new_tokens,
                                                batch_size=1, desc="chat")]
+    for prompt, answer in zip(prompts, answers):  # shown as they are: stderr keeps --json's stdout clean
+        print(f"user: {prompt}\nassistant: {answer}\n", file=sys.stderr)
     words = [len(a.split()) for a in answers]
     return {
         "prompts": len(prompts),

@@ -47,8 +47,8 @@ def main(argv: list[str]) -> int:
     if config.json:
         print(json.dumps(result))
     else:
-        from smollm2_recipes.evaluation.results import markdown
-        from smollm2_recipes.evaluation.tasks import parse_tasks
+        from pathlib import Path
 
-        print(markdown(result, {s.name: s.metric for s in parse_tasks(config.tasks)}))
+        print(Path(config.output_dir, "results.md").read_text())
+        print(f"saved under {config.output_dir}/ (results.json, results.md, details/)", file=sys.stderr)
     return 0

@@ -39,23 +39,22 @@ def complete(model, tokenizer, prompts: list[str], stops: list[str], max_new_tok
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     outputs: list[str] = [""] * len(prompts)
-    side = tokenizer.padding_side
+    side, pad = tokenizer.padding_side, tokenizer.pad_token
     tokenizer.padding_side = "left"
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if tokenizer.pad_token is None:  # base tokenizers have none; padding is masked out anyway
+        tokenizer.pad_token = tokenizer.eos_token
     try:
         with eval_mode(model):
             batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
             for batch_ids in tqdm(batches, desc=desc, disable=not progress, file=sys.stderr):
-                if tokenizer.pad_token_id is None:
-                    tokenizer.pad_token = tokenizer.eos_token
                 batch = tokenizer([prompts[i] for i in batch_ids], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(model.device)
                 out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                     top_p=None, top_k=None, pad_token_id=pad_id, stop_strings=stops or None,
+                                     top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id, stop_strings=stops or None,
                                      tokenizer=tokenizer)
                 texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
                 for i, text in zip(batch_ids, texts):
                     outputs[i] = truncate_at(text, stops)
     finally:
-        tokenizer.padding_side = side
+        tokenizer.padding_side, tokenizer.pad_token = side, pad
     return outputs

@@ -11,6 +11,7 @@ an offline one; or from a local copy: with `datasets_dir`, a folder `datasets_di
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import socket
 import sys
@@ -107,10 +108,11 @@ def suite_registry(names: list[str], datasets_dir: str | None = None):
         configs.update(Registry._load_from_subdirs([Path(m.rstrip("/")) for m in modules if m.endswith("/")]))
         if custom_tasks is not None:
             configs.update(Registry._extract_configs(Registry.create_custom_tasks_module(custom_tasks)))
-        for config in configs.values():
+        for name, config in configs.items():
             local = Path(datasets_dir or "", config.hf_repo)
-            if datasets_dir and local.is_dir():
-                config.hf_repo = str(local)
+            if datasets_dir and local.is_dir():  # a copy: lighteval's module-level configs stay untouched
+                configs[name] = copy.copy(config)
+                configs[name].hf_repo = str(local)
         return configs
 
     Registry.load_all_task_configs = staticmethod(load_suite)
@@ -118,6 +120,26 @@ def suite_registry(names: list[str], datasets_dir: str | None = None):
         yield
     finally:
         Registry.load_all_task_configs = original
+
+
+@contextlib.contextmanager
+def hash_strings():
+    """lighteval 0.13's details logger hashes `str`s with xxhash.xxh64, which xxhash 4 refuses ("Strings
+    must be encoded before hashing"): while this is active its xxhash encodes them to UTF-8 first."""
+    import types
+
+    import xxhash
+    from lighteval.logging import info_loggers
+
+    def xxh64(data=b"", *args, **kwargs):
+        return xxhash.xxh64(data.encode("utf-8") if isinstance(data, str) else data, *args, **kwargs)
+
+    original = info_loggers.xxhash
+    info_loggers.xxhash = types.SimpleNamespace(xxh64=xxh64)
+    try:
+        yield
+    finally:
+        info_loggers.xxhash = original
 
 
 def task_configs(specs: list[tuple[str, int]], datasets_dir: str | None = None) -> dict:
@@ -164,14 +186,15 @@ def check_datasets(specs: list[tuple[str, int]], offline: bool | None = None, da
 
 
 def collect(results: dict, specs: list[tuple[str, int]]) -> dict[str, dict[str, float]]:
-    """lighteval's `results` ({"smollm2_arc:easy:0": {"acc_norm": .., "acc_norm_stderr": ..}, ...}; the final
-    dict writes `task|shots` as `task:shots`) -> {our name: {metric: value}}, subtasks of a superset
-    averaged (their stderrs dropped: a mean of stderrs is not one)."""
+    """lighteval's `results` ({"smollm2_arc:easy|0": {"acc_norm": .., "acc_norm_stderr": ..}, ...}; saved files
+    write `task|shots` as `task:shots`) -> {our name: {metric: value}}, subtasks of a superset averaged
+    (their stderrs dropped: a mean of stderrs is not one; lighteval's own `:_average` row is skipped)."""
     out: dict[str, dict[str, float]] = {}
     for name, shots in specs:
         prefix = BENCHMARKS[name].lighteval
         rows = [v for k, v in results.items()
-                for task in [k.replace("|", ":").rsplit(":", 1)[0]] if task == prefix or task.startswith(prefix + ":")]
+                for task in [k.replace("|", ":").rsplit(":", 1)[0]]
+                if (task == prefix or task.startswith(prefix + ":")) and not task.endswith(":_average")]
         if not rows:
             continue
         keys = [k for k in rows[0] if isinstance(rows[0][k], (int, float)) and (len(rows) == 1 or not k.endswith("_stderr"))]
@@ -195,13 +218,14 @@ def run_lighteval(model_path: str, specs: list[tuple[str, int]], output_dir: str
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    config = TransformersModelConfig(model_name=model_path, batch_size=batch_size, dtype="float32", device=device,
-                                     override_chat_template=use_chat_template)
+    template = {} if use_chat_template is None else {"override_chat_template": use_chat_template}  # None: lighteval decides
+    config = TransformersModelConfig(model_name=model_path, batch_size=batch_size, dtype="float32", device=device, **template)
     params = PipelineParameters(launcher_type=ParallelismManager.NONE, custom_tasks_directory=str(CUSTOM_TASKS),
                                 max_samples=limit)
     tracker = EvaluationTracker(output_dir=str(Path(output_dir) / "lighteval"), save_details=True)
     print(f"lighteval: {task_string(specs)} on {model_path}", file=sys.stderr)
-    with offline_mode(offline), suite_registry([n for n, _ in specs], datasets_dir), contextlib.redirect_stdout(sys.stderr):
+    with offline_mode(offline), suite_registry([n for n, _ in specs], datasets_dir), hash_strings(), \
+            contextlib.redirect_stdout(sys.stderr):
         pipeline = Pipeline(tasks=task_string(specs), pipeline_parameters=params, evaluation_tracker=tracker,
                             model_config=config)
         pipeline.evaluate()

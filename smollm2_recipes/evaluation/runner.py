@@ -142,7 +142,8 @@ def evaluate(config: EvalConfig) -> dict:
         from smollm2_recipes.evaluation.lighteval_bridge import check_datasets
 
         check_datasets(bench, datasets_dir=config.datasets_dir)
-    output_dir = Path(config.output_dir or default_output_dir(config.model))
+    config.output_dir = str(config.output_dir or default_output_dir(config.model))
+    output_dir = Path(config.output_dir)
     headlines = {s.name: s.metric for s in specs}
     if not found:
         result, details = evaluate_model(path, specs, config, output_dir)

@@ -207,6 +207,7 @@ def save_final(trainer, tokenizer, output_dir: str) -> None:
         gen.eos_token_id = end_of_turn
         gen.pad_token_id = tokenizer.pad_token_id
     if trainer.accelerator.is_main_process:
+        (Path(output_dir) / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
         trainer.save_model(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         for item in tmp.iterdir():

@@ -37,7 +37,7 @@ SOURCE_KEYS = {"id", "path", "config", "split", "columns", "weight", "num_sample
 class ChatDataArguments:
     """Where the chat / preference rows come from (shared by `smollm2 sft` and `smollm2 dpo`)."""
 
-    dataset_mixture: Any = field(default=None, metadata={"help": "list of sources (id|path, config, split, columns, weight), or handbook's {datasets: [...], seed, test_split_size}"})
+    dataset_mixture: str | None = field(default=None, metadata={"help": "(YAML: a list or mapping; command line: JSON) list of sources (id|path, config, split, columns, weight), or handbook's {datasets: [...], seed, test_split_size}"})
     dataset_name: str | None = field(default=None, metadata={"help": "one Hub id / path / embedded: name (handbook style) instead of a mixture"})
     dataset_config: str | None = field(default=None, metadata={"help": "config of dataset_name"})
     dataset_train_split: str = field(default="train", metadata={"help": "split of dataset_name to train on"})

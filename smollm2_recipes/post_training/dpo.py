@@ -43,12 +43,11 @@ def apply_rpo_alpha(args) -> None:
     args.loss_type, args.loss_weights = types + ["sft"], weights + [float(args.rpo_alpha)]
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_trainer(args, model_args, data_args):
+    """Everything up to a ready DPOTrainer: returns (trainer, tokenizer)."""
     from transformers import set_seed
     from trl import DPOTrainer
 
-    args, model_args, data_args = configs.parse([SmolDPOConfig, ModelConfig, ChatDataArguments], argv)
-    common.refuse_finished_output(args.output_dir)
     common.check_hardware(args, model_args)
     common.apply_global_batch(args, args.global_batch_size)
     apply_rpo_alpha(args)
@@ -66,9 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.eval_strategy != "no" and eval_ds is None:
         common.note("no eval split in the data (set dataset_test_split or test_split_size); evaluation is off.")
         args.eval_strategy = "no"
-    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
+    # ref_model=None: the starting (SFT) model is the reference; with precompute_ref_log_probs its
+    # log-probs are computed once up front and no second copy is loaded.
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train, eval_dataset=eval_ds,
                          processing_class=tokenizer, peft_config=common.peft_config(model_args))
+    return trainer, tokenizer
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, model_args, data_args = configs.parse([SmolDPOConfig, ModelConfig, ChatDataArguments], argv)
+    common.refuse_finished_output(args.output_dir)
+    trainer, tokenizer = build_trainer(args, model_args, data_args)
+    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     common.save_final(trainer, tokenizer, args.output_dir)
     if args.arith_eval_samples:

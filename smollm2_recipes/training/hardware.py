@@ -10,17 +10,16 @@ import torch
 
 
 def cpu_has_bf16_units() -> bool:
-    """AMX (or at least AVX512-BF16) makes bf16 autocast pay off on a CPU; without it bf16 is emulated and slower."""
+    """AMX or AVX512-BF16 make bf16 autocast pay off on a CPU; without them bf16 is emulated and slower."""
     try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        flags = ""
-    if "amx_bf16" in flags or "avx512_bf16" in flags:
-        return True
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()) and "amx" in flags
-    except (AttributeError, RuntimeError):
-        return False
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:  # not Linux: ask oneDNN
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 @functools.lru_cache(maxsize=None)

@@ -37,16 +37,20 @@ def load_model(model_args: ModelArguments, tokenizer, seq_len: int):
     """A fresh preset (init with its std, seeded) or a saved model; optionally with a new RoPE base and length."""
     from smollm2_recipes import models
 
-    if model_args.model in models.PRESETS:
+    if model_args.model in models.PRESETS:  # a fresh init: the RoPE base and length are simply its shape
+        overrides = {"max_position_embeddings": model_args.max_position_embeddings} if model_args.max_position_embeddings else {}
+        if model_args.rope_theta is not None:
+            overrides["rope_parameters"] = {"rope_type": "default", "rope_theta": float(model_args.rope_theta)}
         model = models.build_model(model_args.model, seed=model_args.init_seed, bos_token_id=tokenizer.bos_token_id,
-                                   eos_token_id=tokenizer.eos_token_id, attn_implementation=model_args.attn_implementation)
+                                   eos_token_id=tokenizer.eos_token_id, attn_implementation=model_args.attn_implementation,
+                                   **overrides)
     else:
         import torch
 
         model, _ = models.load_pretrained(model_args.model, dtype=torch.float32)
-    if model_args.rope_theta is not None or model_args.max_position_embeddings is not None:
-        change_rope(model, model_args.max_position_embeddings or model.config.max_position_embeddings,
-                    model_args.rope_theta or models.rope_theta(model.config))
+        if model_args.rope_theta is not None or model_args.max_position_embeddings is not None:
+            change_rope(model, model_args.max_position_embeddings or model.config.max_position_embeddings,
+                        model_args.rope_theta or models.rope_theta(model.config))
     if seq_len > model.config.max_position_embeddings:
         raise UserError(f"seq_len {seq_len} is longer than the model's max_position_embeddings "
                         f"{model.config.max_position_embeddings}: extend the context first (smollm2 extend-context).")

@@ -1,0 +1,50 @@
+"""Every pretraining and context-extension recipe parses with the installed transformers, and its plan is the
+published one: tokens per step, steps, WSD decay share, optimiser settings, RoPE of the extension."""
+
+import pytest
+
+from smollm2_recipes.configs import parse
+from smollm2_recipes.data.config import DataArguments
+from smollm2_recipes.training.config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
+from smollm2_recipes.training.context_extension import PasskeyArguments
+
+# size: (peak lr, tokens per step, steps, decay steps)  -- ../shared/REFERENCE.md
+PUBLISHED = {"135M": (3e-3, 64 * 8 * 2048, 2_000_000, 400_000), "360M": (3e-3, 128 * 6 * 2048, 2_600_000, 520_000),
+             "1.7B": (5e-4, 256 * 4 * 2048, 5_240_000, 524_000)}
+
+
+def plan(path, types=(PretrainConfig, ModelArguments, DataArguments)):
+    config, model_args, data_args, *rest = parse(list(types), [path, "--output_dir", "/nonexistent/never-written"])
+    sequences = resolve_batch(config, data_args.seq_len)
+    steps = resolve_steps(config, [s.tokens for s in data_args.stage_specs], sequences * data_args.seq_len)
+    return config, model_args, data_args, sequences * data_args.seq_len, steps, resolve_schedule(config, steps)
+
+
+@pytest.mark.parametrize("size", sorted(PUBLISHED))
+def test_full_size_pretrain_recipes_carry_the_published_optimisation(size):
+    config, model_args, data_args, tokens_per_step, steps, wsd = plan(f"recipes/smollm2/{size}/pretrain.yaml")
+    lr, published_tokens, published_steps, decay = PUBLISHED[size]
+    assert model_args.model == size and data_args.seq_len == 2048
+    assert (config.learning_rate, config.adam_beta1, config.adam_beta2, config.adam_epsilon) == (lr, 0.9, 0.95, 1e-8)
+    assert (config.weight_decay, config.max_grad_norm, config.warmup_steps, config.bf16) == (0.01, 1.0, 2000, True)
+    assert tokens_per_step == published_tokens and steps == published_steps
+    assert config.lr_scheduler_type == "warmup_stable_decay" and wsd == {"num_decay_steps": decay, "decay_type": "linear"}
+    assert len(data_args.stage_specs) == 4
+
+
+@pytest.mark.parametrize("size,theta", [("135M", 100000), ("360M", 100000), ("1.7B", 130000), ("tiny", 100000)])
+def test_context_extension_recipes(size, theta):
+    config, model_args, data_args, _, steps, _ = plan(f"recipes/smollm2/{size}/context_extension.yaml",
+                                                     (PretrainConfig, ModelArguments, DataArguments, PasskeyArguments))
+    assert model_args.rope_theta == theta
+    assert model_args.max_position_embeddings == (1024 if size == "tiny" else 8192) == data_args.seq_len
+    stage = data_args.stage_specs[0]
+    assert stage.long_document_share == pytest.approx(0.4) and steps > 0
+
+
+def test_tiny_pretrain_recipe_has_the_same_shape():
+    config, model_args, data_args, tokens_per_step, steps, wsd = plan("recipes/smollm2/tiny/pretrain.yaml")
+    assert model_args.model == "tiny" and data_args.tokenizer_name == "embedded:smollm2-tokenizer"
+    assert [s.name for s in data_args.stage_specs][-1] == "decay" and len(data_args.stage_specs) >= 3
+    assert wsd["num_decay_steps"] == round(0.2 * steps) and config.eval_blocks > 0
+    assert all(src.path.startswith("embedded:corpus/") for s in data_args.stage_specs for src in s.sources)

@@ -1,0 +1,227 @@
+"""Synthetic-data pipelines (distilabel) end to end on a tiny random model with the real SmolLM2 tokenizer
+and chat template, plus their pure parts (IFEval checker, JSON tag parsing, recipes, backends)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smollm2_recipes.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def micro_llm(tmp_path_factory) -> Path:
+    """A 2-layer random Llama with the instruct tokenizer + chat template: the pipelines run for real, fast."""
+    from smollm2_recipes import assets
+    from smollm2_recipes.models import build_model
+
+    folder = tmp_path_factory.mktemp("micro_llm")
+    model = build_model("micro", seed=0)
+    tokenizer = assets.load_tokenizer(assets.resolve("embedded:SmolLM2-135M-Instruct"))
+    model.config.bos_token_id, model.config.eos_token_id, model.config.pad_token_id = 1, 2, 2
+    model.generation_config.bos_token_id, model.generation_config.eos_token_id, model.generation_config.pad_token_id = 1, 2, 2
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _recipe(tmp_path: Path, name: str, **keys) -> str:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(keys))
+    return str(path)
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+# ------------------------------------------------------------------------------------------ pure parts
+
+
+def test_ifeval_checker_accepts_and_rejects():
+    from smollm2_recipes.synth import ifeval
+
+    cases = [
+        ({"id": "punctuation:no_comma", "kwargs": {}}, "no commas here.", "one, two"),
+        ({"id": "change_case:english_lowercase", "kwargs": {}}, "all lower case", "Not lower"),
+        ({"id": "length_constraints:number_words", "kwargs": {"relation": "at least", "num_words": 3}}, "one two three", "one two"),
+        ({"id": "detectable_format:number_bullet_lists", "kwargs": {"num_bullets": 2}}, "* a\n* b", "* a\n* b\n* c"),
+        ({"id": "keywords:existence", "kwargs": {"keywords": ["data", "team"]}}, "The team shares data.", "The team."),
+        ({"id": "startend:end_checker", "kwargs": {"end_phrase": "That is all."}}, "Done. That is all.", "That is all. More"),
+        ({"id": "detectable_format:json_format", "kwargs": {}}, '```json\n{"a": 1}\n```', "{a: 1}"),
+        ({"id": "detectable_format:title", "kwargs": {}}, "<<My title>>\ntext", "My title"),
+        ({"id": "length_constraints:number_paragraphs", "kwargs": {"num_paragraphs": 2}}, "one\n***\ntwo", "one\n\ntwo"),
+    ]
+    for constraint, good, bad in cases:
+        assert ifeval.check(good, constraint), (constraint, good)
+        assert not ifeval.check(bad, constraint), (constraint, bad)
+    assert not ifeval.check("", cases[0][0]) and not ifeval.check(None, cases[0][0])
+    import random
+
+    drawn = ifeval.sample_constraints(random.Random(0), 3)
+    groups = [ifeval.CONSTRAINTS[c["id"]].group for c in drawn]
+    assert len(drawn) == 3 and len(set(groups)) == 3  # never two conflicting rules (same group) together
+    assert all(ifeval.describe([c]) for c in drawn)
+    with pytest.raises(UserError, match="Unknown constraint 'nope'"):
+        ifeval.sample_constraints(random.Random(0), 1, ["nope"])
+
+
+def test_tag_and_score_parsing_never_crash_and_say_why():
+    from smollm2_recipes.synth.magpie import DIFFICULTIES, QUALITIES
+    from smollm2_recipes.synth.structured import EMPTY, INVALID_JSON, MISSING, NO_SCORE, OK, Tally, parse_fields, parse_score
+
+    allowed = {"difficulty": DIFFICULTIES, "quality": QUALITIES, "category": ["math", "coding"]}
+    good = 'Sure! ```json\n{"difficulty": "Easy", "quality": "good", "category": "math"}\n```'
+    assert parse_fields(good, allowed) == ({"difficulty": "easy", "quality": "good", "category": "math"}, OK)
+    assert parse_fields("", allowed) == ({"difficulty": None, "quality": None, "category": None}, EMPTY)
+    assert parse_fields("I think it is easy", allowed)[1] == INVALID_JSON
+    assert parse_fields('{"difficulty": "impossible", "quality": "good"', allowed)[1] == INVALID_JSON  # truncated
+    fields, status = parse_fields('{"difficulty": "impossible", "quality": "good"}', allowed)
+    assert status == MISSING and fields == {"difficulty": None, "quality": "good", "category": None}
+    assert parse_score("The extract is fine. Educational score: 3") == (3, OK)
+    assert parse_score('{"score": 9}') == (None, NO_SCORE)  # out of 0-5
+    assert parse_score(None) == (None, EMPTY)
+    tally = Tally([OK, EMPTY, INVALID_JSON, INVALID_JSON])
+    assert tally.summary() == {"total": 4, "parsed": 1, "null": 3, EMPTY: 1, INVALID_JSON: 2}
+
+
+def test_near_duplicates_with_the_offline_encoder():
+    from smollm2_recipes.synth.dedup import near_duplicates
+
+    texts = ["How do I reverse a list in Python?", "How can I reverse a Python list?", "What is the capital of France?"]
+    assert near_duplicates(texts, threshold=0.8) == [None, 0, None]
+    assert near_duplicates(texts, threshold=1.0) == [None, None, None]
+    with pytest.raises(UserError, match="dedup_threshold"):
+        near_duplicates(texts, threshold=0)
+
+
+def test_every_synth_recipe_parses_and_real_backends_construct(monkeypatch):
+    """A renamed key or backend option fails here, not on a GPU node. Real backends are built (not run)."""
+    from smollm2_recipes import configs
+    from smollm2_recipes.synth import backends
+    from smollm2_recipes.synth.magpie import MagpieArgs
+    from smollm2_recipes.synth.preferences import PreferenceArgs
+    from smollm2_recipes.synth.smol_tasks import SmolTaskArgs
+    from smollm2_recipes.synth.textbooks import TextbookArgs
+
+    kinds = {"magpie": MagpieArgs, "preferences": PreferenceArgs, "smol": SmolTaskArgs, "tiny_rewrite": SmolTaskArgs,
+             "tiny_summarize": SmolTaskArgs, "tiny_constraints": SmolTaskArgs, "textbooks": TextbookArgs}
+    recipes = sorted((REPO / "recipes" / "synth").glob("*.yaml"))
+    assert {"tiny_magpie.yaml", "tiny_preferences.yaml", "magpie_ultra.yaml"} <= {p.name for p in recipes}
+    monkeypatch.setenv("HF_TOKEN", "hf_dummy")
+    built = set()
+    for path in recipes:
+        cls = next(c for k, c in kinds.items() if k in path.stem)
+        (args,) = configs.parse([cls], [str(path)])
+        for spec in [args.llm] + list(getattr(args, "generators", None) or []) + [getattr(args, "tagger_llm", None), getattr(args, "judge_llm", None)]:
+            if spec is None or spec.get("backend") == "transformers":
+                continue  # the transformers backend runs for real in the pipeline tests
+            llm = backends.build_llm(spec, max_new_tokens=8, temperature=0.7, magpie=cls is MagpieArgs and spec is args.llm)
+            assert llm.generation_kwargs["max_new_tokens"] == 8
+            built.add(type(llm).__name__)
+    assert {"vLLM", "InferenceEndpointsLLM"} <= built
+    assert type(backends.build_llm({"backend": "openai", "model": "gpt-4o-mini"}, max_new_tokens=4, temperature=0)).__name__ == "OpenAILLM"
+    with pytest.raises(UserError, match="Unknown LLM backend 'tgi'"):
+        backends.build_llm({"backend": "tgi", "model": "x"}, max_new_tokens=4, temperature=0)
+    with pytest.raises(UserError, match=r"Unknown key\(s\) \['tensor_parallel'\]"):
+        backends.validate_llm({"backend": "vllm", "model": "x", "tensor_parallel": 2})
+
+
+# ------------------------------------------------------------------------------------- pipelines
+
+
+def _magpie_recipe(tmp_path, micro_llm, out, **extra):
+    return _recipe(tmp_path, "magpie", output_dir=str(out), llm={"backend": "transformers", "model": str(micro_llm)},
+                   num_rows=4, batch_size=2, n_turns=2, max_new_tokens=6, tag_max_new_tokens=6, dedup_threshold=0.99,
+                   system_prompts={"math": ["You are a math tutor.", 1], "coding": ["You are a coding assistant.", 1]}, **extra)
+
+
+@pytest.mark.slow
+def test_magpie_writes_smoltalk_rows_that_train_with_smollm2_sft(tmp_path, micro_llm):
+    from smollm2_recipes import cli
+
+    out = tmp_path / "magpie"
+    assert cli.run("synth magpie", [_magpie_recipe(tmp_path, micro_llm, out)]) == 0
+    rows, summary = _rows(out / "data.jsonl"), json.loads((out / "summary.json").read_text())
+    tagged = _rows(out / "tagged.jsonl")
+    assert len(tagged) == summary["generated"] == 4
+    assert summary["rows_written"] == len(rows) >= 1
+    for row in rows:
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant", "user", "assistant"]
+        assert all(m["content"] for m in row["messages"]) and row["category"] in ("math", "coding")
+    # a random model never writes valid tag JSON: every row is kept with null tags, and the summary says so
+    assert summary["tags"]["total"] == 4 and summary["tags"]["null"] == 4 - summary["tags"]["parsed"]
+    assert all(r["difficulty"] is None for r in tagged if r["tag_status"] != "ok")
+
+    # Resume: a finished run is served from distilabel's cache; with the model gone, regenerating would fail.
+    moved = micro_llm.with_name(micro_llm.name + "_away")
+    shutil.move(micro_llm, moved)
+    try:
+        first = (out / "data.jsonl").read_text()
+        assert cli.run("synth magpie", [_magpie_recipe(tmp_path, micro_llm, out)]) == 0
+        assert (out / "data.jsonl").read_text() == first
+    finally:
+        shutil.move(moved, micro_llm)
+
+    # the output is an SFT dataset for the post-training command as it is
+    sft_out = tmp_path / "sft"
+    assert cli.run("sft", [_recipe(tmp_path, "sft", model_name_or_path=str(micro_llm), dataset_name=str(out / "data.jsonl"),
+                                   output_dir=str(sft_out), max_steps=2, per_device_train_batch_size=2, max_length=128,
+                                   packing=False, save_strategy="no", report_to="none", learning_rate=1e-3, seed=0)]) == 0
+    assert (sft_out / "model.safetensors").exists() or any(sft_out.rglob("*.safetensors"))
+
+
+@pytest.mark.slow
+def test_preferences_verified_by_constraints_train_with_smollm2_dpo(tmp_path, micro_llm):
+    from smollm2_recipes import cli
+
+    out = tmp_path / "prefs"
+    recipe = _recipe(tmp_path, "prefs", output_dir=str(out), llm={"backend": "transformers", "model": str(micro_llm)},
+                     source="constraints", input=str(REPO / "recipes/synth/seeds/instructions.jsonl"),
+                     constraint_ids=["punctuation:no_comma", "change_case:english_lowercase"],
+                     num_rows=4, batch_size=4, num_generations=4, max_new_tokens=8, temperature=1.0, seed=1)
+    assert cli.run("synth preferences", [recipe]) == 0
+    rows, summary = _rows(out / "data.jsonl"), json.loads((out / "summary.json").read_text())
+    assert summary["verifier"] == "constraints" and summary["prompts"] == 4
+    assert summary["pairs"] == len(rows) >= 1
+    assert summary["pairs"] + summary["no_contrast"] + summary["no_score"] == 4
+    from smollm2_recipes.synth import ifeval
+
+    scored = {r["instruction"]: json.loads(r["constraints"]) for r in _rows(out / "scored.jsonl")}
+    for row in rows:
+        assert [m["role"] for m in row["prompt"]] == ["user"] and row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
+        cons = scored[row["prompt"][0]["content"]]
+        assert all(ifeval.check_all(row["chosen"][0]["content"], cons))  # chosen passes the checker,
+        assert not all(ifeval.check_all(row["rejected"][0]["content"], cons))  # rejected does not
+
+    dpo_out = tmp_path / "dpo"
+    assert cli.run("dpo", [_recipe(tmp_path, "dpo", model_name_or_path=str(micro_llm), dataset_name=str(out / "data.jsonl"),
+                                   output_dir=str(dpo_out), max_steps=2, per_device_train_batch_size=1, max_length=128,
+                                   save_strategy="no", report_to="none", learning_rate=1e-4, beta=0.5, seed=0)]) == 0
+
+
+def test_bad_recipes_fail_with_one_clear_message(tmp_path):
+    from smollm2_recipes import cli
+
+    cases = [
+        ("synth magpie", {"min_quality": "superb"}, "min_quality 'superb'"),
+        ("synth magpie", {"llm": {"backend": "tgi", "model": "x"}}, "Unknown LLM backend 'tgi'"),
+        ("synth preferences", {"verifier": "arith", "source": "file", "input": "x.jsonl"}, "verifier 'arith' needs source 'arith'"),
+        ("synth preferences", {"num_generations": 1}, "at least 2 responses"),
+        ("synth rewrite", {"styles": ["pirate"]}, "Unknown rewrite style"),
+        ("synth textbooks", {"audiences": ["toddlers"]}, "Unknown audiences"),
+        ("synth summarize", {"input": str(tmp_path / "missing.jsonl")}, "does not exist"),
+        ("synth magpie", {"push_to_hub": True}, "hub_repo_id"),
+    ]
+    for command, keys, message in cases:
+        recipe = _recipe(tmp_path, "bad", output_dir=str(tmp_path / "out"), **keys)
+        with pytest.raises(UserError, match=message):
+            cli_target = cli.COMMANDS[command][0]
+            module, func = cli_target.split(":")
+            getattr(__import__(module, fromlist=[func]), func)([recipe])
