@@ -30,7 +30,7 @@ def _permute(weights, n_head: int, n_head_kv: int | None = None):
 
 
 def check_exportable(model_dir: str | os.PathLike):
-    """The model's config, or a UserError saying why this exporter cannot write it (before any work)."""
+    """(config, tokenizer) of the model, or a UserError saying why this exporter cannot write it (before any work)."""
     from transformers import AutoConfig
 
     model_dir = Path(model_dir)
@@ -50,7 +50,19 @@ def check_exportable(model_dir: str | os.PathLike):
         raise UserError(f"'{model_dir}' uses RoPE scaling '{rope['rope_type']}'; this exporter writes plain RoPE (rope_theta only, as SmolLM2's context extension does).")
     if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
         raise UserError(f"'{model_dir}' has attention or MLP biases; SmolLM2 models have none and this exporter does not write them.")
-    return config
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    vocab = tokenizer.get_vocab()
+    first = sorted(vocab, key=vocab.get)[: len(SMOLLM_FIRST_TOKENS)]
+    if first != SMOLLM_FIRST_TOKENS:
+        raise UserError(
+            f"The tokenizer in '{model_dir}' is not SmolLM2's (its first tokens are {first}); llama.cpp picks its "
+            f"pre-tokenizer by name and this exporter only knows SmolLM2's ('{SMOLLM_PRE_TOKENIZER}')."
+        )
+    if len(vocab) != config.vocab_size:
+        raise UserError(f"The tokenizer in '{model_dir}' has {len(vocab)} tokens but the model's vocab_size is {config.vocab_size}.")
+    return config, tokenizer
 
 
 def _vocab(tokenizer):
@@ -98,19 +110,10 @@ def _add_metadata(writer, config, dtype: str, name: str) -> None:
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
 
-def _add_tokenizer(writer, model_dir: Path, vocab_size: int) -> None:
+def _add_tokenizer(writer, model_dir: Path, tokenizer) -> None:
     import gguf
-    from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokens, types = _vocab(tokenizer)
-    if tokens[: len(SMOLLM_FIRST_TOKENS)] != SMOLLM_FIRST_TOKENS:
-        raise UserError(
-            f"The tokenizer in '{model_dir}' is not SmolLM2's (its first tokens are {tokens[:3]}); llama.cpp picks its "
-            f"pre-tokenizer by name and this exporter only knows SmolLM2's ('{SMOLLM_PRE_TOKENIZER}')."
-        )
-    if len(tokens) != vocab_size:
-        raise UserError(f"The tokenizer in '{model_dir}' has {len(tokens)} tokens but the model's vocab_size is {vocab_size}.")
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(SMOLLM_PRE_TOKENIZER)
     writer.add_token_list(tokens)
@@ -166,13 +169,13 @@ def export_gguf(model_dir: str | os.PathLike, out: str | os.PathLike, dtype: str
         raise UserError(f"'{out}' already exists; choose another --out or pass --overwrite.")
     if out.suffix != ".gguf":
         raise UserError(f"--out '{out}' should end in .gguf (llama.cpp and transformers look for that suffix).")
-    config = check_exportable(model_dir)
+    config, tokenizer = check_exportable(model_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         writer = gguf.GGUFWriter(tmp, arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
         _add_metadata(writer, config, dtype, name=model_dir.resolve().name)
-        _add_tokenizer(writer, model_dir, config.vocab_size)
+        _add_tokenizer(writer, model_dir, tokenizer)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         tensors = list(model.state_dict())
         for name, data, qtype in tqdm(_tensors(model, config, dtype), total=len(tensors), desc=f"GGUF {dtype}", leave=False):

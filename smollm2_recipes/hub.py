@@ -45,9 +45,12 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def stage_upload(model_dir: Path, staging: Path, repo_id: str, stage: str | None, license: str, secrets: tuple[str, ...]) -> list[Path]:
+def stage_upload(model_dir: Path, staging: Path, repo_id: str, stage: str | None, license: str, secrets: tuple[str, ...],
+                 base_model: str | None = None) -> list[Path]:
     """Fill the empty folder `staging` with exactly what the upload sends; return the relative paths."""
     info = collect(model_dir, stage=stage)
+    if base_model:  # e.g. DPO from a local SFT folder that was itself published as base_model
+        info.base_model, info.base_model_local = base_model, None
     for src in sorted(model_dir.rglob("*")):
         rel = src.relative_to(model_dir)
         if src.is_file() and _included(rel):
@@ -67,15 +70,15 @@ def stage_upload(model_dir: Path, staging: Path, repo_id: str, stage: str | None
     return files
 
 
-def _validate_repo_id(repo_id: str) -> None:
+def _validate_repo_id(repo_id: str, flag: str = "--repo-id") -> None:
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
-        raise UserError(f"--repo-id '{repo_id}' is not a valid Hub repository id ({err}). Use 'namespace/name' with letters, digits, '-', '_', '.'.") from err
+        raise UserError(f"{flag} '{repo_id}' is not a valid Hub repository id ({err}). Use 'namespace/name' with letters, digits, '-', '_', '.'.") from err
     if "/" not in repo_id:
-        raise UserError(f"--repo-id '{repo_id}' has no namespace: use 'your-username/{repo_id}' or 'your-org/{repo_id}'.")
+        raise UserError(f"{flag} '{repo_id}' has no namespace: use 'your-username/{repo_id}' or 'your-org/{repo_id}'.")
 
 
 def _replace_folder(new: Path, final: Path) -> None:
@@ -120,6 +123,7 @@ def upload_main(argv: list[str]) -> int:
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the one saved by `hf auth login`); never printed or saved")
     parser.add_argument("--private", action="store_true", help="create the repository as private")
     parser.add_argument("--stage", choices=("pretrain", "context_extension", "sft", "dpo", "average"), help="the stage that made the model (default: read from resolved_config.yaml)")
+    parser.add_argument("--base-model", help="Hub id of the model this one was trained from, when the recipe names a local folder")
     parser.add_argument("--license", default="apache-2.0", help="license id for the card (default apache-2.0, SmolLM2's)")
     parser.add_argument("--commit-message", default="Upload model trained with smollm2-recipes")
     args = parser.parse_args(argv)
@@ -128,6 +132,8 @@ def upload_main(argv: list[str]) -> int:
     if not (model_dir / "config.json").is_file():
         raise UserError(f"'{model_dir}' is not a model folder (no config.json): pass the output_dir of a finished stage.")
     _validate_repo_id(args.repo_id)
+    if args.base_model:
+        _validate_repo_id(args.base_model, "--base-model")
     from huggingface_hub import get_token
 
     token = args.token or get_token()  # get_token reads HF_TOKEN, then the saved login
@@ -140,7 +146,7 @@ def upload_main(argv: list[str]) -> int:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
         try:
-            files = stage_upload(model_dir, tmp, args.repo_id, args.stage, args.license, secrets)
+            files = stage_upload(model_dir, tmp, args.repo_id, args.stage, args.license, secrets, args.base_model)
             _replace_folder(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -150,7 +156,7 @@ def upload_main(argv: list[str]) -> int:
         return 0
 
     with tempfile.TemporaryDirectory(prefix=".hub-upload-", dir=model_dir.parent) as tmp:
-        files = stage_upload(model_dir, Path(tmp), args.repo_id, args.stage, args.license, secrets)
+        files = stage_upload(model_dir, Path(tmp), args.repo_id, args.stage, args.license, secrets, args.base_model)
         print(f"uploading {len(files)} files from {model_dir} to {args.repo_id} ...")
         url = upload(Path(tmp), args.repo_id, token, args.private, args.commit_message)
     print(f"uploaded: {url}")

@@ -101,6 +101,10 @@ def check_accelerate_config(
         raise UserError(f"machine_rank {args.machine_rank} is outside 0..{machines - 1} for num_machines {machines}.")
 
     notes: list[str] = []
+    precision = str(getattr(args, "mixed_precision", None) or "no")
+    if precision != "no":
+        notes.append(f"mixed_precision '{precision}' in the launch overrides the recipe's bf16 key in every process "
+                     "(even bf16: false); the configs in recipes/accelerate_configs/ leave it 'no' so the recipe decides")
     use_cpu = bool(getattr(args, "cpu", False) or getattr(defaults, "use_cpu", False)) or dist in ("NO", "MULTI_CPU")
     if dist == "DEEPSPEED":
         import importlib.util

@@ -33,6 +33,7 @@ HYPERPARAMETER_KEYS = (
     "optim", "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay", "max_grad_norm", "bf16", "gradient_checkpointing",
     "seq_len", "decay_steps", "decay_type", "weight_averaging", "rope_theta", "max_position_embeddings", "seed", "data_seed",
 )
+SOURCE_KEYS = ("path", "dataset_name", "dataset", "id", "data_files")
 STAGES = ("pretrain", "context_extension", "sft", "dpo", "average")
 
 
@@ -143,7 +144,7 @@ def collect(folder: str | Path, stage: str | None = None) -> RunInfo:
         hub = _hub_id(value)
         if hub and hub != info.base_model and hub not in info.datasets:
             info.datasets.append(hub)
-        elif value.startswith("embedded:corpus/") and value not in info.local_sources:
+        elif not hub and path[-1] in SOURCE_KEYS and value not in info.local_sources:  # embedded corpus, local file
             info.local_sources.append(value)
     evals = _eval_files(folder)
     if evals:
@@ -179,8 +180,8 @@ TEMPLATE = """---
 
 {{ summary }}
 
-Made by the **{{ stage }}** stage of [smollm2-recipes](https://github.com/huggingface/smollm), which reproduces the
-SmolLM2 training pipeline (pretraining, context extension, SFT, DPO) on the Hugging Face stack.
+Made by the **{{ stage }}** stage of smollm2-recipes, which reproduces the SmolLM2 training pipeline
+(pretraining, context extension, SFT, DPO) on the Hugging Face stack.
 
 ## Model
 {{ architecture_table }}
@@ -237,8 +238,11 @@ def build_card(info: RunInfo, repo_id: str, license: str = "apache-2.0", secrets
         eval_results=eval_results or None,
     )
     arch = info.architecture
+    shown_keys = [k for k in HYPERPARAMETER_KEYS if config.get(k) is not None]
+    if (config.get("max_steps") or 0) > 0 and "num_train_epochs" in shown_keys:
+        shown_keys.remove("num_train_epochs")  # max_steps wins over epochs in the Trainer
     rows = "\n".join(f"| `{k}` | `{json.dumps(config[k]) if isinstance(config[k], (dict, list)) else config[k]}` |"
-                     for k in HYPERPARAMETER_KEYS if k in config) or "| (no resolved_config.yaml in the folder) | |"
+                      for k in shown_keys) or "| (no resolved_config.yaml in the folder) | |"
     if info.evaluation:
         table = ["| task | metric | value |", "|---|---|---|"]
         for task, metrics in info.evaluation.get("tasks", {}).items():
@@ -251,13 +255,15 @@ def build_card(info: RunInfo, repo_id: str, license: str = "apache-2.0", secrets
     architecture_table = (
         "| " + " | ".join(arch) + " |\n|" + "---|" * len(arch) + "\n| " + " | ".join(f"{json.dumps(v) if isinstance(v, dict) else v}" for v in arch.values()) + " |"
     ) if arch else "(no config.json)"
-    base_text = info.base_model or info.base_model_local or "none (trained from scratch)"
+    preset = info.config.get("model") if isinstance(info.config.get("model"), str) else None
+    base_text = info.base_model or info.base_model_local
     data_text = ", ".join(info.datasets + info.local_sources) or "see the recipe below"
+    scratch = "none: trained from scratch" + (f" (model preset `{preset}`)" if preset else "")
     summary = f"A {arch.get('model_type', 'Llama')} model with {arch.get('num_hidden_layers', '?')} layers of width {arch.get('hidden_size', '?')}" + (
-        f", fine-tuned from `{base_text}`." if info.base_model or info.base_model_local else ", trained from scratch.")
+        f", trained from `{base_text}`." if base_text else f", {scratch[6:]}.")
     recipe_yaml = yaml.safe_dump(config, sort_keys=True, allow_unicode=True) if config else "# no resolved_config.yaml in the folder\n"
     return ModelCard.from_template(
         card_data, template_str=TEMPLATE, model_name=model_name, repo_id=repo_id, summary=summary, stage=info.stage,
-        architecture_table=architecture_table, base_model_text=f"`{base_text}`", datasets_text=data_text,
+        architecture_table=architecture_table, base_model_text=f"`{base_text}`" if base_text else scratch, datasets_text=data_text,
         hyperparameter_rows=rows, plots=info.plots, eval_text=eval_text, recipe_yaml=recipe_yaml,
     )

@@ -119,3 +119,11 @@ def test_running_launch_that_does_not_fit_is_refused(env, cuda, message):
         check_launch_environment(env, cuda_devices=cuda, cpu_cores=2)
     check_launch_environment({"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}, cuda_devices=0, cpu_cores=2)  # fits: no error
     check_launch_environment({}, cuda_devices=0, cpu_cores=2)  # not a distributed launch
+
+
+def test_mixed_precision_in_a_config_is_flagged(tmp_path):
+    """accelerate exports mixed_precision to every process, where it silently overrides a recipe's `bf16: false`."""
+    config = tmp_path / "ddp.yaml"
+    config.write_text((CONFIGS / "ddp.yaml").read_text().replace("mixed_precision: 'no'", "mixed_precision: bf16"))
+    assert any("overrides the recipe's bf16" in note for note in check_accelerate_config(config, cuda_devices=8).notes)
+    assert not check_accelerate_config(CONFIGS / "ddp.yaml", cuda_devices=8).notes

@@ -11,6 +11,7 @@ CUDA, so their configs are checked by accelerate's own parsing in test_accelerat
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -37,16 +38,22 @@ def _launch(script: str, args: list[str], processes: int, log: Path) -> subproce
         cmd = [sys.executable, script, *args]
     else:
         cmd = [str(ACCELERATE), "launch", "--config_file", str(DDP), "--num_processes", str(processes), "--main_process_port", "0", script, *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    # Own process group: a hung run is killed with its workers (accelerate's launcher spawns them).
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait(proc: subprocess.Popen, log: Path) -> None:
+def _wait_all(procs: list[tuple[subprocess.Popen, Path]]) -> None:
+    """Wait for every run (none is left behind if one fails), then report the first failure's log tail."""
     try:
-        proc.wait(timeout=900)
+        for proc, _ in procs:
+            proc.wait(timeout=900)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, log.read_text()[-4000:]
+        for proc, _ in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    for proc, log in procs:
+        assert proc.returncode == 0, f"{log.name}:\n" + log.read_text()[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +93,7 @@ def runs(tmp_path_factory):
             log = tmp / f"{name}-{n}proc.log"
             procs.append((_launch(script, [*args, "--output_dir", str(folder)], n, log), log))
             out[name, n] = folder
-    for proc, log in procs:
-        _wait(proc, log)
+    _wait_all(procs)
     out["pretrain_recipe"], out["pretrain_steps"] = pretrain_recipe, steps
     return out
 

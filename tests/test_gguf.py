@@ -127,7 +127,20 @@ def test_refuses_what_it_cannot_export_before_writing(model_dir, tmp_path, capsy
 
     assert cli.run("export gguf", [str(tmp_path), "--out", str(tmp_path / "y.gguf")]) == 2
     assert "no config.json" in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.gguf", "gpt2"]  # nothing half-written
+
+    # A Llama model with another tokenizer: llama.cpp would split its text with the wrong pre-tokenizer.
+    from tokenizers import Tokenizer, models as tokenizer_models
+    from transformers import PreTrainedTokenizerFast
+
+    from smollm2_recipes.models import preset_config
+
+    other = tmp_path / "other-tokenizer"
+    preset_config("micro", vocab_size=3).save_pretrained(other)
+    bpe = Tokenizer(tokenizer_models.BPE(vocab={"a": 0, "b": 1, "ab": 2}, merges=[("a", "b")]))
+    PreTrainedTokenizerFast(tokenizer_object=bpe).save_pretrained(other)
+    assert cli.run("export gguf", [str(other), "--out", str(tmp_path / "z.gguf")]) == 2
+    assert "is not SmolLM2's" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.gguf", "gpt2", "other-tokenizer"]  # nothing half-written
 
 
 def test_q_and_k_permutation_is_the_one_transformers_undoes():

@@ -89,8 +89,10 @@ def test_dry_run_writes_what_would_be_sent_without_the_token(run_dir, tmp_path, 
 def test_second_dry_run_replaces_the_preview(run_dir, tmp_path, capsys):
     staging = tmp_path / "preview"
     for _ in range(2):
-        assert cli.run("upload", [str(run_dir), "--repo-id", "me/sft-micro", "--dry-run", "--staging-dir", str(staging), "--stage", "dpo"]) == 0
-    assert "dpo" in (staging / "README.md").read_text()
+        assert cli.run("upload", [str(run_dir), "--repo-id", "me/sft-micro", "--dry-run", "--staging-dir", str(staging), "--stage", "dpo",
+                                  "--base-model", "me/sft-base"]) == 0
+    card = (staging / "README.md").read_text()
+    assert "- dpo" in card and "base_model: me/sft-base" in card
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 

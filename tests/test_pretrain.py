@@ -238,7 +238,7 @@ def test_average_checkpoints_into_a_model_folder(main_run, tmp_path, capsys):
 def test_swa_during_training_saves_an_averaged_model(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    recipe = write_recipe(tmp_path / "recipe.yaml", steps=8)
+    recipe = write_recipe(tmp_path / "recipe.yaml", steps=8, warmup_steps=2, lr_scheduler_kwargs={"num_decay_steps": 2})
     out = tmp_path / "run"
     summary = train(recipe, "--output_dir", str(out), "--weight_averaging", "swa", "--averaging_every", "2",
                     "--averaging_start", "2", "--save_steps", "4")

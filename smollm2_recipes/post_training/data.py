@@ -128,6 +128,8 @@ def _generated(src: Source, kind: str, policy=None):
 
     n = src.num_samples or 1000
     if src.name == "arith:sft":
+        if src.split != "train":  # an eval split: held-out problems, never in the training rows
+            return datasets.Dataset.from_list([{"messages": p.messages()} for p in arith.heldout(n, src.seed)])
         return datasets.Dataset.from_list(arith.sft_rows(n, src.seed))
     if src.name == "arith:preferences":
         return datasets.Dataset.from_list(arith.preference_rows(n, src.seed))

@@ -33,13 +33,30 @@ def has_generation_markers(template: str | None) -> bool:
     return bool(template) and "generation" in template and "endgeneration" in template
 
 
+PROBES = [
+    [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}],
+    [{"role": "system", "content": "s"}, {"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"}, {"role": "user", "content": "u2"}],
+]
+
+
+def _renders_like_smollm2(tokenizer, template: str) -> bool:
+    """True if `template` renders the probe conversations exactly like chat_templates/smollm2.jinja (e.g.
+    handbook's inline copy of it, whose escapes differ but whose text is the same)."""
+    plain = (common.REPO_ROOT / "chat_templates" / "smollm2.jinja").read_text()
+    try:
+        return all(tokenizer.apply_chat_template(c, chat_template=template, tokenize=False, add_generation_prompt=g)
+                   == tokenizer.apply_chat_template(c, chat_template=plain, tokenize=False, add_generation_prompt=g)
+                   for c in PROBES for g in (False, True))
+    except Exception:  # a template that fails on the probes is not the SmolLM2 one
+        return False
+
+
 def _ensure_assistant_mask(args, tokenizer) -> None:
     """assistant_only_loss needs {% generation %} markers; the published SmolLM2 template has none, so
     swap in the marked variant that renders the same text (tested byte for byte)."""
     if not args.assistant_only_loss or has_generation_markers(tokenizer.chat_template):
         return
-    plain = (common.REPO_ROOT / "chat_templates" / "smollm2.jinja").read_text()
-    if tokenizer.chat_template is None or tokenizer.chat_template.strip() == plain.strip():
+    if tokenizer.chat_template is None or _renders_like_smollm2(tokenizer, tokenizer.chat_template):
         common.note(f"assistant_only_loss uses {GENERATION_TEMPLATE} (same text as the SmolLM2 template, with generation markers).")
         tokenizer.chat_template = common.find_template(GENERATION_TEMPLATE).read_text()
         return

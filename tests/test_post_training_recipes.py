@@ -1,0 +1,96 @@
+"""Every post-training recipe parses with the published settings; handbook-style recipes run unchanged;
+the global batch stays 128 whatever the process count."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smollm2_recipes import cli, configs
+from smollm2_recipes.errors import UserError
+from smollm2_recipes.post_training import common
+from smollm2_recipes.post_training.data import ChatDataArguments, parse_mixture
+
+ROOT = Path(__file__).parent.parent
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _parse(stage, recipe, *argv):
+    from trl import ModelConfig
+
+    if stage == "sft":
+        from smollm2_recipes.post_training.sft import SmolSFTConfig as Config
+    else:
+        from smollm2_recipes.post_training.dpo import SmolDPOConfig as Config
+    return configs.parse([Config, ModelConfig, ChatDataArguments], [str(recipe), *argv])
+
+
+@pytest.mark.parametrize("size,data,lr", [("135M", "HuggingFaceTB/smol-smoltalk", 1e-3), ("360M", "HuggingFaceTB/smol-smoltalk", 1e-3),
+                                          ("1.7B", "HuggingFaceTB/smoltalk", 3e-4)])
+def test_published_sft_recipes(size, data, lr):
+    args, model, data_args = _parse("sft", ROOT / f"recipes/smollm2/{size}/sft.yaml")
+    assert model.model_name_or_path == f"HuggingFaceTB/SmolLM2-{size}" and data_args.dataset_name == data
+    assert (data_args.dataset_config == "all") == (size == "1.7B")
+    assert (args.learning_rate, args.lr_scheduler_type.value, args.warmup_steps, args.num_train_epochs) == (lr, "cosine", 0.1, 2)
+    assert (args.max_length, args.global_batch_size, args.seed, args.bf16) == (8192, 128, 42, True)
+    assert args.activation_checkpointing and args.packing and args.packing_strategy == "bfd" and args.assistant_only_loss
+
+
+@pytest.mark.parametrize("size,epochs", [("135M", 2), ("360M", 2), ("1.7B", 3)])
+def test_published_dpo_recipes(size, epochs):
+    args, model, data_args = _parse("dpo", ROOT / f"recipes/smollm2/{size}/dpo.yaml")
+    assert data_args.dataset_name == "HuggingFaceH4/ultrafeedback_binarized"
+    assert (data_args.dataset_train_split, data_args.dataset_test_split) == ("train_prefs", "test_prefs")
+    assert (args.beta, args.learning_rate, args.num_train_epochs, args.max_length, args.max_prompt_length) == (0.5, 1e-6, epochs, 1024, 512)
+    assert args.global_batch_size == 128 and args.precompute_ref_log_probs
+    assert model.model_name_or_path == f"outputs/smollm2/{size}/sft"
+
+
+@pytest.mark.parametrize("world,per_device,accum", [(1, 4, 32), (2, 4, 16), (8, 4, 4), (8, 16, 1)])
+def test_global_batch_is_kept_across_process_counts(monkeypatch, world, per_device, accum):
+    args, _, _ = _parse("sft", ROOT / "recipes/smollm2/1.7B/sft.yaml", "--per_device_train_batch_size", str(per_device))
+    monkeypatch.setenv("WORLD_SIZE", str(world))  # as `accelerate launch` sets it (after parsing: no real process group here)
+    common.apply_global_batch(args, args.global_batch_size)
+    assert args.gradient_accumulation_steps == accum
+    assert args.gradient_accumulation_steps * per_device * world == 128
+
+
+def test_impossible_global_batch_is_refused(monkeypatch):
+    args, _, _ = _parse("sft", ROOT / "recipes/smollm2/1.7B/sft.yaml")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(UserError, match="global_batch_size 128 is not a multiple"):
+        common.apply_global_batch(args, args.global_batch_size)
+
+
+def test_handbook_dpo_recipe_parses_and_maps_its_mixture():
+    args, model, data_args = _parse("dpo", ASSETS / "handbook_smollm2_dpo.yaml")
+    assert model.dtype == "bfloat16" and args.warmup_steps == 0.1 and args.max_prompt_length == 512
+    sources, seed, test_size = parse_mixture(data_args)
+    assert [(s.name, s.config, s.split, s.columns, s.weight) for s in sources] == [
+        ("HuggingFaceH4/ultrafeedback_binarized", "default", "train_prefs", ["chosen", "rejected"], 1.0),
+        ("HuggingFaceH4/ultrafeedback_binarized", "default", "test_prefs", ["chosen", "rejected"], 1.0)]
+    assert (seed, test_size) == (0, 2000)
+
+
+def test_hub_sources_are_loaded_up_to_the_network_boundary(monkeypatch):
+    """Offline, the real Hub path is taken and fails with one clear line naming the dataset."""
+    from smollm2_recipes.post_training.data import Source, load_source
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HuggingFaceH4/ultrafeedback_binarized"):
+        load_source(Source("HuggingFaceH4/ultrafeedback_binarized", config="default", split="train_prefs"), "preference")
+
+
+@pytest.mark.slow
+def test_handbook_sft_recipe_runs_unchanged(micro_model_dir, tmp_path, capsys):
+    out = tmp_path / "hb"
+    rc = cli.run("sft", [str(ASSETS / "handbook_smollm2_sft.yaml"), "--model_name_or_path", micro_model_dir, "--output_dir", str(out),
+                         "--max_steps", "1", "--max_train_samples", "8", "--bf16", "false", "--per_device_train_batch_size", "2",
+                         "--gradient_accumulation_steps", "1", "--max_length", "256", "--per_device_eval_batch_size", "50"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    for old in ("torch_dtype", "warmup_ratio", "overwrite_output_dir", "max_seq_length"):
+        assert f"recipe key '{old}'" in err  # mapped or dropped with a note, not an error
+    assert "generation markers" in err  # handbook's inline template, swapped for the marked twin
+    assert (out / "model.safetensors").is_file()
+    assert any("eval_loss" in e for e in json.loads((out / "log_history.json").read_text()))  # its test split was used
