@@ -151,3 +151,39 @@ def test_hub_sources_go_through_load_dataset_up_to_the_network(tmp_path):
            "SMOLLM2_CACHE": __import__("smollm2_recipes.assets", fromlist=["x"]).cache_dir().as_posix()}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "USERERROR source 'fineweb-edu': cannot load dataset 'HuggingFaceFW/fineweb-edu'" in out.stdout, out.stdout + out.stderr
+
+
+GROUPS = {"web": {"fineweb-edu", "dclm", "web"}, "code": {"starcoderdata", "stack-edu", "jupyter", "code"},
+          "math": {"open-web-math", "infimm-webmath", "finemath-4plus", "infiwebmath-3plus", "math"}, "other": {"cosmopedia-v2"}}
+PAPER = [{"web": 0.90, "code": 0.10}, {"web": 0.75, "code": 0.20, "math": 0.05},
+         {"web": 0.70, "code": 0.20, "math": 0.10}, {"web": 0.58, "code": 0.24, "math": 0.14, "other": 0.04}]
+
+
+@pytest.mark.parametrize("size", ["135M", "360M", "1.7B"])
+def test_published_recipes_carry_the_paper_stage_shares_on_hub_sources(size):
+    from pathlib import Path
+
+    from smollm2_recipes.data.config import data_args_from_recipe
+
+    root = Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / size
+    args = data_args_from_recipe(root / "pretrain.yaml")
+    assert len(args.stage_specs) == 4 and args.seq_len == 2048
+    for stage, paper in zip(args.stage_specs, PAPER):
+        shares = {g: round(sum(w for n, w in stage.weights().items() if n in names), 6) for g, names in GROUPS.items()}
+        assert {g: v for g, v in shares.items() if v} == paper, stage.name
+        assert all(s.is_hub and s.is_streaming for s in stage.sources)
+    ext = data_args_from_recipe(root / "context_extension.yaml")
+    (stage,) = ext.stage_specs
+    assert ext.seq_len == 8192 and stage.min_document_tokens == 8192
+    assert round(sum(w for n, w in stage.weights().items() if next(s for s in stage.sources if s.name == n).long), 6) == 0.4
+
+
+def test_tiny_recipe_has_the_four_stage_shape_on_the_embedded_corpus():
+    from pathlib import Path
+
+    from smollm2_recipes.data.config import data_args_from_recipe
+
+    args = data_args_from_recipe(Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / "tiny" / "pretrain.yaml")
+    assert len(args.stage_specs) == 4
+    assert all(s.path.startswith("embedded:corpus/") for st in args.stage_specs for s in st.sources)
+    assert [sorted(st.weights()) for st in args.stage_specs][-1] == ["code", "math", "web"]

@@ -85,11 +85,11 @@ class PretrainTrainer(Trainer):
         self.ledger.update(inputs["input_ids"])
         self.blocks_trained += inputs["input_ids"].shape[0]
         loss = super().training_step(model, inputs, num_items_in_batch)
-        self._step_loss += float(loss)
+        self._step_loss = self._step_loss + loss.detach()  # a tensor: no device sync per micro-batch
         return loss
 
     def _on_step_end(self, control) -> None:
-        loss, blocks = self._step_loss, self._step_blocks
+        loss, blocks = float(self._step_loss), self._step_blocks
         self._step_loss, self._step_blocks = 0.0, []
         if self.averager is not None:
             self.averager.maybe_update(self.model, self.state.global_step)
