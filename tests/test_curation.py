@@ -75,8 +75,8 @@ def test_train_classifier_then_filter_keeps_the_educational_documents(tmp_path):
     data = _write_jsonl(tmp_path / "scored.jsonl", _scored_docs(32))
     cls_out = tmp_path / "classifier"
     recipe = tmp_path / "cls.yaml"
-    recipe.write_text(yaml.safe_dump({"input": str(data), "output_dir": str(cls_out), "num_train_epochs": 4, "learning_rate": 3e-3,
-                                      "per_device_train_batch_size": 8, "max_length": 64, "eval_fraction": 0.25, "seed": 0}))
+    recipe.write_text(yaml.safe_dump({"input": str(data), "output_dir": str(cls_out), "num_train_epochs": 6, "learning_rate": 1e-2,
+                                      "per_device_train_batch_size": 8, "max_length": 48, "eval_fraction": 0.25, "seed": 0}))
     assert cli.run("curate train-classifier", [str(recipe)]) == 0
     metrics = json.loads((cls_out / "metrics.json").read_text())
     assert metrics["eval_rows"] == 8 and metrics["train_rows"] == 24 and metrics["null_scores_skipped"] == 1

@@ -14,11 +14,11 @@ PAPER_INSTRUCT = {"ifeval", "hellaswag", "arc", "piqa", "mmlu_pro", "bbh", "gsm8
 
 
 def test_task_specs_default_to_the_papers_shots_and_metrics():
-    specs = {s.name: s for s in parse_tasks("hellaswag,gsm8k,bbh|0,arc|0|acc,humaneval")}
+    specs = {s.name: s for s in parse_tasks("hellaswag,gsm8k,bbh|0,ifeval||inst_level_loose_acc,humaneval")}
     assert (specs["hellaswag"].shots, specs["hellaswag"].metric) == (0, "acc_norm")
     assert (specs["gsm8k"].shots, specs["gsm8k"].metric) == (5, "qem")
     assert specs["bbh"].shots == 0  # explicit shots win over the paper's 3
-    assert specs["arc"].metric == "acc"
+    assert (specs["ifeval"].shots, specs["ifeval"].metric) == (0, "inst_level_loose_acc")
     assert specs["humaneval"].offline and not specs["gsm8k"].offline
     assert [s.name for s in parse_tasks(["chat", "perplexity,arith"])] == ["chat", "perplexity", "arith"]
 
@@ -28,6 +28,7 @@ def test_task_specs_default_to_the_papers_shots_and_metrics():
     ("gsm8k|five", ["five", "whole number"]),
     ("humaneval|3", ["humaneval", "0"]),
     ("chat,chat", ["chat", "more than once"]),
+    ("gsm8k|5|acc_norm", ["acc_norm", "Valid: qem"]),
     ("", ["No tasks"]),
 ])
 def test_bad_task_names_are_refused_with_the_valid_ones(bad, words):

@@ -10,6 +10,8 @@ import torch
 
 from smollm2_recipes import cli
 
+pytestmark = pytest.mark.slow  # each test trains a few steps (about 10-60 s on an idle 2-core machine)
+
 SFT_RECIPE, DPO_RECIPE = "recipes/smollm2/tiny/sft.yaml", "recipes/smollm2/tiny/dpo.yaml"
 FAST = ["--bf16", "false", "--max_steps", "2", "--arith_eval_samples", "0", "--logging_steps", "1"]
 

@@ -225,3 +225,66 @@ def test_bad_recipes_fail_with_one_clear_message(tmp_path):
             cli_target = cli.COMMANDS[command][0]
             module, func = cli_target.split(":")
             getattr(__import__(module, fromlist=[func]), func)([recipe])
+
+
+@pytest.mark.slow
+def test_smol_rewrite_summarize_constraints_write_chat_rows(tmp_path, micro_llm):
+    from smollm2_recipes import cli
+
+    llm = {"backend": "transformers", "model": str(micro_llm)}
+    seeds = REPO / "recipes/synth/seeds"
+    common = dict(llm=llm, num_rows=3, batch_size=3, max_new_tokens=4, seed=0)
+    for command, keys, kept_column in [
+        ("rewrite", dict(input=str(seeds / "emails.jsonl"), styles=["concise", "friendly"]), "style"),
+        ("summarize", dict(input=str(seeds / "news.jsonl")), "kind"),
+    ]:
+        out = tmp_path / command
+        assert cli.run(f"synth {command}", [_recipe(tmp_path, command, output_dir=str(out), **common, **keys)]) == 0
+        rows, summary = _rows(out / "data.jsonl"), json.loads((out / "summary.json").read_text())
+        assert summary["generated"] == 3 and summary["rows_written"] + summary["empty_generations"] == 3
+        for row in rows:
+            user, assistant = row["messages"]
+            assert user["role"] == "user" and assistant["role"] == "assistant" and assistant["content"]
+            assert any(user["content"].endswith(seed["text"]) for seed in _rows(seeds / ("emails.jsonl" if command == "rewrite" else "news.jsonl")))
+            assert row[kept_column] in (["concise", "friendly"] if command == "rewrite" else ["news"])
+
+    # constraints: only rows whose response passes the IFEval-style checker survive
+    from smollm2_recipes.synth import ifeval
+
+    out = tmp_path / "constraints"
+    recipe = _recipe(tmp_path, "constraints", output_dir=str(out), input=str(seeds / "instructions.jsonl"), text_column="instruction",
+                     constraint_ids=["keywords:forbidden_words", "change_case:english_capital"], **{**common, "num_rows": 4, "batch_size": 4})
+    assert cli.run("synth constraints", [recipe]) == 0
+    rows, summary = _rows(out / "data.jsonl"), json.loads((out / "summary.json").read_text())
+    assert summary["generated"] == 4
+    assert summary["rows_written"] == len(rows) == round(summary["pass_rate"] * 4)
+    assert summary["rows_written"] + summary["rejected_by_checker"] + summary["empty_generations"] == 4
+    for row in rows:
+        assert row["constraint_ids"][0] in ("keywords:forbidden_words", "change_case:english_capital")
+        assert row["messages"][1]["content"] and row["messages"][0]["content"].endswith(".")
+
+
+@pytest.mark.slow
+def test_textbooks_retrieve_a_seed_per_topic_and_write_pretraining_text(tmp_path, micro_llm):
+    from smollm2_recipes import cli
+    from smollm2_recipes.synth.textbooks import retrieve
+
+    corpus = [{"text": "Photosynthesis is how green plants use sunlight, water and carbon dioxide to make glucose and oxygen in their leaves."},
+              {"text": "A fraction such as three quarters names part of a whole: the denominator counts the equal parts, the numerator how many."},
+              {"text": "The French Revolution began in 1789 and ended the absolute monarchy of Louis XVI, reshaping politics in Europe."}]
+    seed_file = tmp_path / "corpus.jsonl"
+    seed_file.write_text("".join(json.dumps(r) + "\n" for r in corpus))
+    assert [i for i, _ in retrieve(["how plants make food (biology)", "adding fractions (math)"], [r["text"] for r in corpus], "embedded:minilm")] == [0, 1]
+
+    out = tmp_path / "textbooks"
+    recipe = _recipe(tmp_path, "textbooks", output_dir=str(out), llm={"backend": "transformers", "model": str(micro_llm)},
+                     topics={"biology": ["how plants make food"], "math": ["adding fractions"]}, seed_corpus=str(seed_file),
+                     audiences=["middle_school", "college"], formats=["textbook"], num_rows=4, batch_size=4, max_new_tokens=6)
+    assert cli.run("synth textbooks", [recipe]) == 0
+    rows = _rows(out / "data.jsonl")
+    assert 1 <= len(rows) <= 4 and all(r["text"] for r in rows)
+    assert {(r["topic"], r["audience"]) for r in rows} <= {(t, a) for t in ("how plants make food", "adding fractions") for a in ("middle_school", "college")}
+    assert all(r["seed_index"] == (0 if r["topic"] == "how plants make food" else 1) for r in rows)
+    from datasets import load_dataset
+
+    assert load_dataset("json", data_files=str(out / "data.jsonl"), split="train").column_names[0] == "text"  # a plain pretraining source

