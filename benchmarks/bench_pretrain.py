@@ -68,7 +68,10 @@ def ours(model_name: str, blocks, batch: int, seq: int, steps: int, bf16: bool, 
             "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--bf16", str(bf16).lower(),
             "--mfu_peak_tflops", "1", "--learning_rate", "3e-3"]
     config, model_args, data_args = parse([PretrainConfig, ModelArguments, DataArguments], argv, recipe_required=False)
-    run_pretrain(config, model_args, data_args, stream_factory=lambda _: FixedBlocks(blocks))
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):  # the Trainer's log lines; stdout carries the result only
+        run_pretrain(config, model_args, data_args, stream_factory=lambda _: FixedBlocks(blocks))
     hist = [json.loads(line) for line in open(os.path.join(out, "log_history.jsonl"))]
     return [h["tokens_per_second"] for h in hist if "tokens_per_second" in h]
 
@@ -108,6 +111,17 @@ def steady(rates: list[float], warmup: int) -> float:
     return statistics.median(rates[warmup:] or rates)
 
 
+def side(args, which: str, bf16: bool) -> float:
+    """One side in its own process, so each starts from the same clean memory (and a 135M run does not keep the
+    other side's allocations: the malloc settings above never hand memory back)."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--side", which, "--model", args.model, "--batch", str(args.batch), "--seq", str(args.seq),
+           "--steps", str(args.steps), "--warmup", str(args.warmup), "--dtype", "bf16" if bf16 else "fp32"]
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["tokens_per_second"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="135M")
@@ -117,24 +131,29 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--bf16-speedup", action="store_true", help="compare our path in bf16 autocast against fp32")
+    parser.add_argument("--side", choices=["ours", "bare"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    torch.manual_seed(0)
-    blocks = make_blocks(args.seq, max(args.batch * 4, 16))
-    with tempfile.TemporaryDirectory() as workdir:
-        if args.bf16_speedup:
-            fast = steady(ours(args.model, blocks, args.batch, args.seq, args.steps, True, workdir), args.warmup)
-            slow = steady(ours(args.model, blocks, args.batch, args.seq, args.steps, False, workdir), args.warmup)
-            result = {"name": "pretrain_bf16_autocast_vs_fp32", "ours": round(fast, 1), "baseline": round(slow, 1),
-                      "ratio": round(fast / slow, 3), "goal": 1.8, "unit": "tokens/s"}
-        else:
-            bf16 = args.dtype == "bf16"
-            base = steady(bare(args.model, blocks, args.batch, args.seq, args.steps, bf16), args.warmup)
-            mine = steady(ours(args.model, blocks, args.batch, args.seq, args.steps, bf16, workdir), args.warmup)
-            result = {"name": "pretrain_trainer_vs_bare_loop", "ours": round(mine, 1), "baseline": round(base, 1),
-                      "ratio": round(mine / base, 3), "goal": 0.95, "unit": "tokens/s"}
+    if args.side:  # a child: measure one side, print its rate
+        torch.manual_seed(0)
+        blocks = make_blocks(args.seq, max(args.batch * 4, 16))
+        bf16 = args.dtype == "bf16"
+        with tempfile.TemporaryDirectory() as workdir:
+            rates = (ours(args.model, blocks, args.batch, args.seq, args.steps, bf16, workdir) if args.side == "ours"
+                     else bare(args.model, blocks, args.batch, args.seq, args.steps, bf16))
+        print(json.dumps({"tokens_per_second": steady(rates, args.warmup), "per_step": [round(r, 1) for r in rates]}))
+        return 0
+    if args.bf16_speedup:
+        fast, slow = side(args, "ours", True), side(args, "ours", False)
+        result = {"name": "pretrain_bf16_autocast_vs_fp32", "ours": round(fast, 1), "baseline": round(slow, 1),
+                  "ratio": round(fast / slow, 3), "goal": 1.8, "unit": "tokens/s"}
+    else:
+        bf16 = args.dtype == "bf16"
+        base, mine = side(args, "bare", bf16), side(args, "ours", bf16)
+        result = {"name": "pretrain_trainer_vs_bare_loop", "ours": round(mine, 1), "baseline": round(base, 1),
+                  "ratio": round(mine / base, 3), "goal": 0.95, "unit": "tokens/s"}
     result.update(model=args.model, batch=args.batch, seq=args.seq, steps=args.steps, counted_from_step=args.warmup + 1,
                   dtype=("bf16-vs-fp32" if args.bf16_speedup else args.dtype), threads=torch.get_num_threads(),
-                  load_average=os.getloadavg()[0])
+                  load_average=round(os.getloadavg()[0], 2))
     print(json.dumps(result))
     return 0
 
