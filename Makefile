@@ -56,7 +56,7 @@ quickstart: $(STAMP)
 # One target per stage; ACCELERATE_CONFIG switches to `accelerate launch` on the stage's script.
 define stage
 	$(if $(RECIPE),,$(error RECIPE is required, e.g. make $(1) RECIPE=recipes/smollm2/tiny/$(2).yaml))
-	$(if $(ACCELERATE_CONFIG),$(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG) scripts/run_$(2).py $(RECIPE) $(ARGS),$(SMOLLM2) $(1) $(RECIPE) $(ARGS))
+	$(if $(ACCELERATE_CONFIG),$(PY) -m smollm2_recipes.launch_check $(ACCELERATE_CONFIG) && $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG) scripts/run_$(2).py $(RECIPE) $(ARGS),$(SMOLLM2) $(1) $(RECIPE) $(ARGS))
 endef
 
 pretrain: $(STAMP)

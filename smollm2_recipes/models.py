@@ -130,8 +130,9 @@ def load_pretrained(name_or_path: str, dtype=None):
             raise UserError(f"'{path}' is not a model folder (no config.json).")
         if not any(os.path.isfile(os.path.join(path, f)) for f in ("tokenizer.json", "tokenizer_config.json")):
             raise UserError(f"'{path}' has no tokenizer (tokenizer.json / tokenizer_config.json); save the tokenizer with the model.")
-    elif os.path.sep in str(name_or_path) or str(name_or_path).startswith("."):
-        raise UserError(f"Model path '{name_or_path}' does not exist.")
+    elif str(path).startswith((".", "/", "~")) or str(path).count("/") != 1:
+        # not a local folder, and not shaped like a Hub id (owner/name) either
+        raise UserError(f"Model '{name_or_path}' is neither a local folder nor a Hub id (owner/name).")
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto")
     return model, tokenizer

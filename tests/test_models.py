@@ -59,3 +59,17 @@ def test_model_info_bad_preset_is_one_clear_line():
     out = subprocess.run([sys.executable, "-m", "smollm2_recipes", "model-info", "7B"], capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.startswith("error: Unknown model preset '7B'") and "Traceback" not in out.stderr
+
+
+def test_load_pretrained_tells_a_missing_folder_from_a_hub_id(tmp_path):
+    from smollm2_recipes.models import load_pretrained
+
+    with pytest.raises(UserError, match="neither a local folder nor a Hub id"):
+        load_pretrained(str(tmp_path / "no-such-model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="not a model folder"):
+        load_pretrained(str(tmp_path / "empty"))
+    # A Hub id goes to the Hub loader (offline here), not to a "does not exist" refusal.
+    with pytest.raises(Exception) as info:
+        load_pretrained("HuggingFaceTB/SmolLM2-1.7B")
+    assert not isinstance(info.value, UserError)

@@ -81,7 +81,9 @@ def test_tag_and_score_parsing_never_crash_and_say_why():
     assert parse_fields(good, allowed) == ({"difficulty": "easy", "quality": "good", "category": "math"}, OK)
     assert parse_fields("", allowed) == ({"difficulty": None, "quality": None, "category": None}, EMPTY)
     assert parse_fields("I think it is easy", allowed)[1] == INVALID_JSON
-    assert parse_fields('{"difficulty": "impossible", "quality": "good"', allowed)[1] == INVALID_JSON  # truncated
+    assert parse_fields('{"difficulty": "hard", "quality": "go', allowed)[1] == INVALID_JSON  # cut inside a value
+    cut = parse_fields('```json\n{"difficulty": "hard", "quality": "good", "category": "math"', allowed)  # cut before the brace
+    assert cut == ({"difficulty": "hard", "quality": "good", "category": "math"}, OK)
     fields, status = parse_fields('{"difficulty": "impossible", "quality": "good"}', allowed)
     assert status == MISSING and fields == {"difficulty": None, "quality": "good", "category": None}
     assert parse_score("The extract is fine. Educational score: 3") == (3, OK)
@@ -168,6 +170,19 @@ def test_magpie_writes_smoltalk_rows_that_train_with_smollm2_sft(tmp_path, micro
         assert (out / "data.jsonl").read_text() == first
     finally:
         shutil.move(moved, micro_llm)
+
+    # A run killed half-way leaves a step's first batches without its last one: distilabel alone would take
+    # that step as finished and return fewer rows. The re-run must redo only that step, reusing the others.
+    steps_data = next((out / "cache").glob("*/steps_data"))
+    tagger_batches = list(steps_data.glob("tagger_*/batch_*.json"))
+    last = [b for b in tagger_batches if json.loads(b.read_text())["last_batch"]]
+    assert len(tagger_batches) == 2 and len(last) == 1
+    last[0].unlink()
+    magpie_batches = {b: b.stat().st_mtime_ns for b in steps_data.glob("magpie_*/batch_*.json")}
+    assert cli.run("synth magpie", [_magpie_recipe(tmp_path, micro_llm, out)]) == 0
+    assert json.loads((out / "summary.json").read_text())["generated"] == 4
+    assert {b: b.stat().st_mtime_ns for b in steps_data.glob("magpie_*/batch_*.json")} == magpie_batches  # not regenerated
+    assert len(list(steps_data.glob("tagger_*/batch_*.json"))) == 2
 
     # the output is an SFT dataset for the post-training command as it is
     sft_out = tmp_path / "sft"

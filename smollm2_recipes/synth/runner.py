@@ -75,16 +75,42 @@ def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: 
         if not dataset:
             raise UserError(f"The {name} pipeline got no input rows: check the input path / num_rows.")
         kwargs.update(dataset=dataset, dataset_batch_size=args.batch_size)
+    if args.use_cache:
+        _drop_incomplete_step_caches(cache / name)
     with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
         build()
     try:
         distiset = pipeline.run(**kwargs)
     finally:
         _detach_distilabel_logging()
-    if distiset is None:
+    if distiset is None or getattr(pipeline, "_stop_called", False):
         raise UserError(f"The {name} pipeline stopped before finishing; re-run the same command to resume from {cache}.")
     split = next(iter(distiset.values()))
     return split["train"].to_list()
+
+
+def _drop_incomplete_step_caches(pipeline_cache: Path) -> None:
+    """distilabel 1.5.3 reuses `steps_data/<step>/batch_*.json` of earlier executions, and takes a step whose
+    folder exists as finished, even if the process was killed half-way: the re-run would silently return a
+    truncated dataset. A step folder without its last batch is therefore removed (with the stale execution
+    state that points at it): finished steps are reused, an unfinished step runs again from its start."""
+    import shutil
+
+    stale = []
+    for step_dir in sorted((pipeline_cache / "steps_data").glob("*")):
+        batches = list(step_dir.glob("batch_*.json"))
+        try:
+            finished = any(json.loads(b.read_text()).get("last_batch") for b in batches)
+        except (OSError, ValueError):
+            finished = False  # a batch file cut short by the kill
+        if not finished:
+            stale.append(step_dir.name.rsplit("_", 1)[0])
+            shutil.rmtree(step_dir, ignore_errors=True)
+    if stale:
+        for executions in pipeline_cache.glob("*/executions"):
+            shutil.rmtree(executions, ignore_errors=True)
+        print(f"note: the cache of unfinished step(s) {', '.join(stale)} was incomplete (an interrupted run); "
+              "they run again, finished steps come from the cache.", file=sys.stderr)
 
 
 def _detach_distilabel_logging() -> None:

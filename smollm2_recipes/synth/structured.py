@@ -16,17 +16,20 @@ OK, EMPTY, INVALID_JSON, MISSING, NO_SCORE = "ok", "empty_generation", "invalid_
 
 
 def extract_json_object(text: str | None) -> dict | None:
-    """The first JSON object in `text` (models often wrap it in prose or ``` fences), or None."""
+    """The first JSON object in `text` (models often wrap it in prose or ``` fences), or None. A flat object
+    cut off by max_new_tokens after a complete value (`{"a": "x", "b": "y"`) is closed and accepted."""
     if not text:
         return None
     decoder = json.JSONDecoder()
     for match in re.finditer(r"\{", text):
-        try:
-            obj, _ = decoder.raw_decode(text[match.start():])
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            return obj
+        body = text[match.start():].split("```")[0].rstrip().rstrip(",")
+        for candidate in (body, body + "}"):
+            try:
+                obj, _ = decoder.raw_decode(candidate)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                return obj
     return None
 
 
