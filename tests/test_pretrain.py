@@ -164,6 +164,7 @@ class CorruptedStream(torch.utils.data.IterableDataset):
         return self.inner.stage_boundaries()
 
 
+@pytest.mark.slow
 def test_spike_guard_logs_a_corrupted_batch_and_rolls_back_past_it(tmp_path):
     from smollm2_recipes.data.mixture import build_stream
     from smollm2_recipes.training.spike_guard import read_spikes
@@ -235,6 +236,7 @@ def test_average_checkpoints_into_a_model_folder(main_run, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_swa_during_training_saves_an_averaged_model(tmp_path):
     from transformers import AutoModelForCausalLM
 
