@@ -131,6 +131,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16")
     parser.add_argument("--bf16-speedup", action="store_true", help="compare our path in bf16 autocast against fp32")
+    parser.add_argument("--repeats", type=int, default=2, help="alternate the sides this many times; the best run of each counts "
+                        "(a shared machine's load only ever slows a run down)")
     parser.add_argument("--side", choices=["ours", "bare"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.side:  # a child: measure one side, print its rate
@@ -143,15 +145,17 @@ def main(argv=None) -> int:
         print(json.dumps({"tokens_per_second": steady(rates, args.warmup), "per_step": [round(r, 1) for r in rates]}))
         return 0
     if args.bf16_speedup:
-        fast, slow = side(args, "ours", True), side(args, "ours", False)
+        runs = [(side(args, "ours", True), side(args, "ours", False)) for _ in range(args.repeats)]
+        fast, slow = max(r[0] for r in runs), max(r[1] for r in runs)
         result = {"name": "pretrain_bf16_autocast_vs_fp32", "ours": round(fast, 1), "baseline": round(slow, 1),
                   "ratio": round(fast / slow, 3), "goal": 1.8, "unit": "tokens/s"}
     else:
         bf16 = args.dtype == "bf16"
-        base, mine = side(args, "bare", bf16), side(args, "ours", bf16)
+        runs = [(side(args, "bare", bf16), side(args, "ours", bf16)) for _ in range(args.repeats)]
+        base, mine = max(r[0] for r in runs), max(r[1] for r in runs)
         result = {"name": "pretrain_trainer_vs_bare_loop", "ours": round(mine, 1), "baseline": round(base, 1),
                   "ratio": round(mine / base, 3), "goal": 0.95, "unit": "tokens/s"}
-    result.update(model=args.model, batch=args.batch, seq=args.seq, steps=args.steps, counted_from_step=args.warmup + 1,
+    result.update(repeats=args.repeats, model=args.model, batch=args.batch, seq=args.seq, steps=args.steps, counted_from_step=args.warmup + 1,
                   dtype=("bf16-vs-fp32" if args.bf16_speedup else args.dtype), threads=torch.get_num_threads(),
                   load_average=round(os.getloadavg()[0], 2))
     print(json.dumps(result))
