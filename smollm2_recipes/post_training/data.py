@@ -126,7 +126,7 @@ def _generated(src: Source, kind: str, policy=None):
 
     from smollm2_recipes.data import arith
 
-    n = src.num_samples or 1000
+    n = src.num_samples or (1000 if src.split == "train" else 100)  # an eval split stays small by default
     if src.name == "arith:sft":
         if src.split != "train":  # an eval split: held-out problems, never in the training rows
             return datasets.Dataset.from_list([{"messages": p.messages()} for p in arith.heldout(n, src.seed)])
