@@ -40,3 +40,14 @@ def micro_model_dir(tmp_path_factory, instruct_model_path) -> str:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_left_as_found():
+    """A library call that switches autograd off globally would break every later training test."""
+    import torch
+
+    yield
+    if not torch.is_grad_enabled():
+        torch.set_grad_enabled(True)
+        pytest.fail("this test (or the code it ran) left torch's grad mode disabled")

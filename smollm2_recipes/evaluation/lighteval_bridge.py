@@ -53,6 +53,18 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+def import_lighteval() -> None:
+    """Import lighteval's transformers backend once, keeping torch's grad mode: that module (and its model's
+    constructor) call torch.set_grad_enabled(False) globally, which breaks any training later in the process."""
+    import torch
+
+    enabled = torch.is_grad_enabled()
+    try:
+        import lighteval.models.transformers.transformers_model  # noqa: F401
+    finally:
+        torch.set_grad_enabled(enabled)
+
+
 def task_string(specs: list[tuple[str, int]]) -> str:
     """[(our name, shots)] -> lighteval's comma-separated `task|shots` list."""
     return ",".join(f"{BENCHMARKS[name].lighteval}|{shots}" for name, shots in specs)
@@ -104,6 +116,7 @@ def suite_registry(names: list[str], datasets_dir: str | None = None):
     module plus (when asked for) lighteval's bigbench_hard and ifeval, so while this is active the Registry
     (also the one the Pipeline builds) loads only those, through its own loader functions, and points
     each task whose dataset has a local copy under `datasets_dir` at that folder."""
+    import_lighteval()
     from lighteval.tasks.registry import Registry
 
     original = Registry.__dict__["load_all_task_configs"]
@@ -135,6 +148,7 @@ def hash_strings():
     import types
 
     import xxhash
+    import_lighteval()
     from lighteval.logging import info_loggers
 
     def xxh64(data=b"", *args, **kwargs):
@@ -150,6 +164,7 @@ def hash_strings():
 
 def task_configs(specs: list[tuple[str, int]], datasets_dir: str | None = None) -> dict:
     """lighteval's own Registry resolves the task string: {lighteval task: [LightevalTaskConfig, ...]}."""
+    import_lighteval()
     from lighteval.tasks.registry import Registry
 
     with suite_registry([n for n, _ in specs], datasets_dir):
@@ -219,6 +234,8 @@ def run_lighteval(model_path: str, specs: list[tuple[str, int]], output_dir: str
     check_datasets(specs, offline, datasets_dir)
 
     import torch
+
+    import_lighteval()
     from lighteval.logging.evaluation_tracker import EvaluationTracker
     from lighteval.models.transformers.transformers_model import TransformersModelConfig
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
@@ -230,11 +247,15 @@ def run_lighteval(model_path: str, specs: list[tuple[str, int]], output_dir: str
                                 max_samples=limit)
     tracker = EvaluationTracker(output_dir=str(Path(output_dir) / "lighteval"), save_details=True)
     print(f"lighteval: {task_string(specs)} on {model_path}", file=sys.stderr)
-    with offline_mode(offline), suite_registry([n for n, _ in specs], datasets_dir), hash_strings(), \
-            contextlib.redirect_stdout(sys.stderr):
-        pipeline = Pipeline(tasks=task_string(specs), pipeline_parameters=params, evaluation_tracker=tracker,
-                            model_config=config)
-        pipeline.evaluate()
-        pipeline.save_and_push_results()
-        results = pipeline.get_results()["results"]
+    grad_enabled = torch.is_grad_enabled()
+    try:
+        with offline_mode(offline), suite_registry([n for n, _ in specs], datasets_dir), hash_strings(), \
+                contextlib.redirect_stdout(sys.stderr):
+            pipeline = Pipeline(tasks=task_string(specs), pipeline_parameters=params, evaluation_tracker=tracker,
+                                model_config=config)
+            pipeline.evaluate()
+            pipeline.save_and_push_results()
+            results = pipeline.get_results()["results"]
+    finally:
+        torch.set_grad_enabled(grad_enabled)  # lighteval's model switches autograd off for the whole process
     return collect(results, specs)
