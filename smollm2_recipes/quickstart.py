@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -68,43 +69,190 @@ def _chat_rows(folder: Path) -> list[tuple[str, str]]:
     return [("answer", text.split("assistant:", 1)[-1].strip().splitlines()[0] if "assistant:" in text else "(none)")]
 
 
+def _pretrain_rows(folder: Path) -> list[tuple[str, str]]:
+    """Held-out loss of each stage's own mixture at the start and at the end of that stage."""
+    run = folder / "run"
+    summary = _read_json(run / "run_complete.json")
+    history = [json.loads(line) for line in (run / "log_history.jsonl").read_text().splitlines()] if (run / "log_history.jsonl").exists() else []
+    rows, start = [], 0
+    for name, end in summary.get("stage_ends", []):
+        key = f"eval_{name}_loss"
+        evals = [(h["step"], h[key]) for h in history if key in h]
+        before = next((v for step, v in evals if step >= start), None)
+        after = next((v for step, v in evals if step == end), None)
+        train = [h["loss"] for h in history if "loss" in h and start < h["step"] <= end]
+        rows.append((f"stage {name} (steps {start}-{end}) held-out loss", f"{_fmt(before)} → {_fmt(after)}"
+                     + (f" (train loss at end {_fmt(train[-1])})" if train else "")))
+        start = end
+    speeds = [h["tokens_per_second"] for h in history if "tokens_per_second" in h]
+    if speeds:
+        rows.append(("tokens/s (median of logged steps)", f"{sorted(speeds)[len(speeds) // 2]:.0f}"))
+    rows.append(("tokens seen", f"{summary.get('tokens_seen', 0):,}"))
+    rows.append(("![loss and LR with stage boundaries", "run/training_curves.png"))
+    return rows
+
+
+def _context_rows(folder: Path) -> list[tuple[str, str]]:
+    result = _read_json(folder / "run" / "passkey.json")
+    rows = [(f"passkey accuracy at {length} tokens", _fmt(sum(row[j] for row in result["accuracy"]) / len(result["accuracy"])))
+            for j, length in enumerate(result.get("lengths", []))]
+    rows.append(("passkey mean accuracy", _fmt(result.get("mean_accuracy"))))
+    rows.append(("![passkey heatmap", "run/passkey_heatmap.png"))
+    return rows
+
+
+def _compare_rows(folder: Path) -> list[tuple[str, str]]:
+    rows = []
+    for name, label in [("stable", "stable-phase checkpoint (constant LR)"), ("cooldown", "cooldown branch from it (1-sqrt)"),
+                        ("average", "average of the stable-phase checkpoints"), ("final", "main run after its own decay")]:
+        ppl = _read_json(folder / f"eval-{name}" / "results.json").get("tasks", {}).get("perplexity", {})
+        rows.append((f"{label}: held-out perplexity", _fmt(ppl.get("perplexity"))))
+    return rows
+
+
+def _synth_rows(folder: Path) -> list[tuple[str, str]]:
+    rows = []
+    for name in ("magpie", "preferences"):
+        summary = _read_json(folder / name / "summary.json")
+        rows += [(f"{name}: {k}", _fmt(v)) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:6]
+    return rows
+
+
+def _arith_rows(folder: Path) -> list[tuple[str, str]]:
+    results = _read_json(folder / "run" / "arith_eval.json")
+    return [(f"arith accuracy {label.replace('_', ' ')}", f"{r['accuracy']:.1%} ({r['correct']}/{r['n']})") for label, r in results.items()]
+
+
+def _evals_rows(folder: Path) -> list[tuple[str, str]]:
+    rows = []
+    for name in ("before", "after-sft", "after-dpo"):
+        for task, value in _eval_rows(folder / name):
+            rows.append((f"{name}: {task}", value))
+    return rows
+
+
 def build_steps(out: Path, fast: bool) -> list[Step]:
     """The pipeline. `fast` shrinks every step (fewer tokens, rows, problems) but skips none."""
+    tiny = "recipes/smollm2/tiny"
+    pretrain_recipe = str(_shrunk_pretrain_recipe(out, 1 / 3 if fast else 1.0))
+    pretrain = out / "pretrain" / "run"
+    plan = _read_yaml(pretrain_recipe)
+    save = plan["save_steps"]
+    stable_ckpt, early_ckpt = pretrain / f"checkpoint-{2 * save}", pretrain / f"checkpoint-{save}"
+    decay_steps = max(2, save // 2)
+    arith_n = "50" if fast else "200"
+    humaneval_n = "4" if fast else "20"
+    sft_steps = ["--max_steps", "20"] if fast else []
+    rows = "4" if fast else "20"
     steps = [
         Step("assets", "Embedded assets", [["assets"]], full_size="(real runs load Hub ids directly)"),
-        Step(
-            "chat",
-            "Chat with the embedded SmolLM2-135M-Instruct",
-            [["chat", "embedded:SmolLM2-135M-Instruct", "--prompt", "What is the capital of France?"]],
-            full_size="smollm2 chat HuggingFaceTB/SmolLM2-1.7B-Instruct --prompt '...'",
-            summarise=_chat_rows,
-        ),
+        Step("chat", "Chat with the embedded SmolLM2-135M-Instruct",
+             [["chat", "embedded:SmolLM2-135M-Instruct", "--prompt", "What is the capital of France?"]],
+             full_size="smollm2 chat HuggingFaceTB/SmolLM2-1.7B-Instruct", summarise=_chat_rows),
+        Step("corpus", "Embedded pretraining corpus (web, code, math, long)", [["corpus", "build"]],
+             full_size="the Hub datasets named in recipes/smollm2/1.7B/pretrain.yaml (smollm2 data inspect RECIPE)"),
+        Step("pretrain", "Four-stage pretraining with WSD (tiny model, real tokenizer)",
+             [["pretrain", pretrain_recipe, "--output_dir", "{out}/run", "--disable_tqdm", "true"]],
+             full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_pretrain.py recipes/smollm2/1.7B/pretrain.yaml",
+             summarise=_pretrain_rows),
+        Step("cooldown", "Cooldown branch and checkpoint average vs the main run (Hägele et al.)",
+             [["pretrain", pretrain_recipe, "--cooldown_from", str(stable_ckpt), "--decay_steps", str(decay_steps),
+               "--decay_type", "1-sqrt", "--output_dir", "{out}/branch", "--disable_tqdm", "true"],
+              ["average", str(early_ckpt), str(stable_ckpt), "--output_dir", "{out}/average"],
+              ["eval", str(stable_ckpt), "--tasks", "perplexity", "--output_dir", "{out}/eval-stable"],
+              ["eval", "{out}/branch", "--tasks", "perplexity", "--output_dir", "{out}/eval-cooldown"],
+              ["eval", "{out}/average", "--tasks", "perplexity", "--output_dir", "{out}/eval-average"],
+              ["eval", str(pretrain), "--tasks", "perplexity", "--output_dir", "{out}/eval-final"]],
+             full_size="smollm2 pretrain recipes/smollm2/1.7B/pretrain.yaml --cooldown_from OUT/checkpoint-N --decay_steps 100000 --decay_type 1-sqrt --output_dir OUT-cooldown-N",
+             summarise=_compare_rows),
+        Step("context", "Context extension 256 → 1024 tokens (RoPE theta 10k → 100k)",
+             [["extend-context", f"{tiny}/context_extension.yaml", "--model", str(pretrain), "--output_dir", "{out}/run", "--disable_tqdm", "true"]],
+             full_size="smollm2 extend-context recipes/smollm2/1.7B/context_extension.yaml", summarise=_context_rows),
+        Step("synth", "MagPie-style conversations and a verified preference set (distilabel)",
+             [["synth", "magpie", "recipes/synth/tiny_magpie.yaml", "--output_dir", "{out}/magpie", "--num_rows", rows],
+              ["synth", "preferences", "recipes/synth/tiny_preferences.yaml", "--output_dir", "{out}/preferences", "--num_rows", rows]],
+             full_size="smollm2 synth magpie recipes/synth/magpie_ultra.yaml", summarise=_synth_rows),
+        Step("sft", "SFT of SmolLM2-135M-Instruct on verified arithmetic (TRL SFTTrainer)",
+             [["sft", f"{tiny}/sft.yaml", "--output_dir", "{out}/run", "--arith_eval_samples", arith_n, *sft_steps]],
+             full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_sft.py recipes/smollm2/1.7B/sft.yaml",
+             summarise=_arith_rows),
+        Step("dpo", "DPO on on-policy pairs picked by the verifier (TRL DPOTrainer)",
+             [["dpo", str(_shrunk_dpo_recipe(out, fast)), "--model_name_or_path", str(out / "sft" / "run"),
+               "--output_dir", "{out}/run", "--arith_eval_samples", arith_n]],
+             full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_dpo.py recipes/smollm2/1.7B/dpo.yaml",
+             summarise=_arith_rows),
+        Step("evaluate", f"Offline evaluation before/after (HumanEval subset of {humaneval_n})",
+             [["eval", model, "--tasks", "humaneval", "--limit", humaneval_n, "--output_dir", f"{{out}}/{name}"]
+              for name, model in [("before", "embedded:SmolLM2-135M-Instruct"), ("after-sft", str(out / "sft" / "run")),
+                                  ("after-dpo", str(out / "dpo" / "run"))]],
+             full_size="smollm2 eval recipes/eval/smollm2_instruct.yaml HuggingFaceTB/SmolLM2-1.7B-Instruct", summarise=_evals_rows),
     ]
     return steps
+
+
+def _read_yaml(path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def _write_yaml_once(path: Path, data: dict, source: str) -> Path:
+    import yaml
+
+    text = f"# Derived by `smollm2 quickstart` from {source}.\n" + yaml.safe_dump(data, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
+    """The tiny pretraining recipe with every stage's budget scaled (FAST=1), in whole optimiser steps."""
+    src = "recipes/smollm2/tiny/pretrain.yaml"
+    recipe = _read_yaml(src)
+    if scale != 1.0:
+        step = recipe["global_batch_tokens"]
+        for stage in recipe["stages"]:
+            stage["tokens"] = max(step, round(stage["tokens"] * scale / step) * step)
+        total_steps = sum(stage["tokens"] for stage in recipe["stages"]) // step
+        recipe["save_steps"] = total_steps // 3
+        recipe["warmup_steps"] = max(2, round(recipe["warmup_steps"] * scale))
+    return _write_yaml_once(out / "recipes" / "pretrain.yaml", recipe, src)
+
+
+def _shrunk_dpo_recipe(out: Path, fast: bool) -> Path:
+    src = "recipes/smollm2/tiny/dpo.yaml"
+    recipe = _read_yaml(src)
+    if fast:
+        for source in recipe["dataset_mixture"]:
+            source["num_samples"] = min(source.get("num_samples", 16), 16)
+    return _write_yaml_once(out / "recipes" / "dpo.yaml", recipe, src)
 
 
 def _settings_key(step: Step) -> str:
     return json.dumps(step.commands, sort_keys=True)
 
 
-def run_step(step: Step, folder: Path, log) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
+def run_step(step: Step, folder: Path, rerun: bool) -> bool:
+    """Run a step unless an earlier run finished it with the same settings (and nothing upstream re-ran).
+    Returns whether it ran. A step that did not finish leaves no `.done`, and its folder is redone."""
     done = folder / ".done"
-    if done.exists() and done.read_text() == _settings_key(step):
+    if not rerun and done.exists() and done.read_text() == _settings_key(step):
         step.reused = True
-        print(f"  reusing {folder} (done in an earlier run with the same settings)", flush=True)
+        print(f"  reusing {folder} (finished in an earlier run with the same settings)", flush=True)
     else:
-        done.unlink(missing_ok=True)
+        if folder.exists():
+            shutil.rmtree(folder)  # the quickstart's own unfinished or outdated intermediate results
+        folder.mkdir(parents=True)
         start = time.time()
         for argv in step.commands:
             cmd = _smollm2() + [a.replace("{out}", str(folder)) for a in argv]
             print(f"  $ smollm2 {shlex.join(cmd[3:])}", flush=True)
-            capture = folder / "chat.txt" if step.name == "chat" else None
-            with open(folder / "log.txt", "a") as logf:
-                proc = subprocess.run(cmd, stdout=subprocess.PIPE if capture else logf, stderr=logf, text=True)
-                if capture:
-                    capture.write_text(proc.stdout)
-                    print(proc.stdout, flush=True)
+            with open(folder / "log.txt", "a") as log:
+                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+                log.write(proc.stdout)
+            if step.name == "chat":
+                (folder / "chat.txt").write_text(proc.stdout)
             if proc.returncode != 0:
                 tail = (folder / "log.txt").read_text().splitlines()[-15:]
                 raise UserError(f"step '{step.name}' failed (exit {proc.returncode}); see {folder / 'log.txt'}:\n" + "\n".join(tail))
@@ -112,20 +260,20 @@ def run_step(step: Step, folder: Path, log) -> None:
         done.write_text(_settings_key(step))
     if step.summarise:
         step.figures = step.summarise(folder)
+    return not step.reused
 
 
 def write_report(steps: list[Step], out: Path, fast: bool, total_seconds: float) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [f"# SmolLM2 quickstart report", "", f"Run {now}, {'FAST=1' if fast else 'full'} mode, {total_seconds / 60:.1f} min in all.", ""]
+    lines = ["# SmolLM2 quickstart report", "", f"Run {now}, {'FAST=1' if fast else 'full'} mode, {total_seconds / 60:.1f} min in all"
+             " (steps marked reused were finished by an earlier run).", ""]
     for step in steps:
-        status = "reused" if step.reused else f"{step.seconds:.0f} s"
-        lines += [f"## {step.title} ({status})", ""]
-        if step.figures:
-            lines += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in step.figures if not k.startswith("![")]
-            lines += [""] + [f"{k}]({v})" for k, v in step.figures if k.startswith("![")]
-        if step.full_size:
-            lines += ["", f"Full size: `{step.full_size}`"]
-        lines.append("")
+        lines += [f"## {step.title} ({'reused' if step.reused else f'{step.seconds:.0f} s'})", ""]
+        table = [(k, v) for k, v in step.figures if not k.startswith("![")]
+        if table:
+            lines += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in table] + [""]
+        lines += [f"{k}]({step.name}/{v})" for k, v in step.figures if k.startswith("![")]
+        lines += ["", f"Full size: `{step.full_size}`", ""]
     report = "\n".join(lines)
     (out / "REPORT.md").write_text(report)
     return report
@@ -145,10 +293,10 @@ def main(argv: list[str]) -> int:
         if unknown:
             raise UserError(f"Unknown step(s) {sorted(unknown)}; steps are: {', '.join(s.name for s in steps)}.")
         steps = [s for s in steps if s.name in args.only]
-    start = time.time()
+    start, rerun = time.time(), False
     for i, step in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {step.title}", flush=True)
-        run_step(step, out / step.name, None)
+        rerun = run_step(step, out / step.name, rerun) or rerun  # a step that re-ran invalidates what follows
     report = write_report(steps, out, args.fast, time.time() - start)
     print("\n" + report)
     print(f"report: {out / 'REPORT.md'}")

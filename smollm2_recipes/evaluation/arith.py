@@ -5,27 +5,8 @@ evaluation must be comparable across runs."""
 
 from __future__ import annotations
 
-import contextlib
-
 from smollm2_recipes.data import arith
-
-
-@contextlib.contextmanager
-def _eval_mode(model):
-    """fp32 + eval mode for the duration, then back to what the caller had (a trainer may be mid-run)."""
-    import torch
-
-    dtype, training = model.dtype, model.training
-    model.eval()
-    if dtype != torch.float32:
-        model.float()
-    try:
-        with torch.no_grad():
-            yield model
-    finally:
-        if dtype != torch.float32:
-            model.to(dtype)
-        model.train(training)
+from smollm2_recipes.evaluation.generation import eval_mode as _eval_mode
 
 
 def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 32, max_new_tokens: int = 96,
