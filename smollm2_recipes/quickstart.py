@@ -142,7 +142,7 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
     decay_steps = max(2, save // 2)
     arith_n = "50" if fast else "200"
     humaneval_n = "4" if fast else "20"
-    sft_steps = ["--max_steps", "20"] if fast else []
+    sft_steps = ["--max_steps", "40"] if fast else []  # 20 steps teach the format but not yet the arithmetic
     rows = "4" if fast else "20"
     steps = [
         Step("assets", "Embedded assets", [["assets"]], full_size="(real runs load Hub ids directly)"),
@@ -152,12 +152,12 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
         Step("corpus", "Embedded pretraining corpus (web, code, math, long)", [["corpus", "build"]],
              full_size="the Hub datasets named in recipes/smollm2/1.7B/pretrain.yaml (smollm2 data inspect RECIPE)"),
         Step("pretrain", "Four-stage pretraining with WSD (tiny model, real tokenizer)",
-             [["pretrain", pretrain_recipe, "--output_dir", "{out}/run", "--disable_tqdm", "true"]],
+             [["pretrain", pretrain_recipe, "--output_dir", "{out}/run"]],
              full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_pretrain.py recipes/smollm2/1.7B/pretrain.yaml",
              summarise=_pretrain_rows),
         Step("cooldown", "Cooldown branch and checkpoint average vs the main run (Hägele et al.)",
              [["pretrain", pretrain_recipe, "--cooldown_from", str(stable_ckpt), "--decay_steps", str(decay_steps),
-               "--decay_type", "1-sqrt", "--output_dir", "{out}/branch", "--disable_tqdm", "true"],
+               "--decay_type", "1-sqrt", "--output_dir", "{out}/branch"],
               ["average", str(early_ckpt), str(stable_ckpt), "--output_dir", "{out}/average"],
               ["eval", str(stable_ckpt), "--tasks", "perplexity", "--output_dir", "{out}/eval-stable"],
               ["eval", "{out}/branch", "--tasks", "perplexity", "--output_dir", "{out}/eval-cooldown"],
@@ -166,7 +166,7 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
              full_size="smollm2 pretrain recipes/smollm2/1.7B/pretrain.yaml --cooldown_from OUT/checkpoint-N --decay_steps 100000 --decay_type 1-sqrt --output_dir OUT-cooldown-N",
              summarise=_compare_rows),
         Step("context", "Context extension 256 → 1024 tokens (RoPE theta 10k → 100k)",
-             [["extend-context", f"{tiny}/context_extension.yaml", "--model", str(pretrain), "--output_dir", "{out}/run", "--disable_tqdm", "true"]],
+             [["extend-context", f"{tiny}/context_extension.yaml", "--model", str(pretrain), "--output_dir", "{out}/run"]],
              full_size="smollm2 extend-context recipes/smollm2/1.7B/context_extension.yaml", summarise=_context_rows),
         Step("synth", "MagPie-style conversations and a verified preference set (distilabel)",
              [["synth", "magpie", "recipes/synth/tiny_magpie.yaml", "--output_dir", "{out}/magpie", "--num_rows", rows],
@@ -217,6 +217,7 @@ def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
         total_steps = sum(stage["tokens"] for stage in recipe["stages"]) // step
         recipe["save_steps"] = total_steps // 3
         recipe["warmup_steps"] = max(2, round(recipe["warmup_steps"] * scale))
+    recipe["save_total_limit"] = None  # the cooldown and the average read the stable-phase checkpoints
     return _write_yaml_once(out / "recipes" / "pretrain.yaml", recipe, src)
 
 
@@ -230,7 +231,22 @@ def _shrunk_dpo_recipe(out: Path, fast: bool) -> Path:
 
 
 def _settings_key(step: Step) -> str:
-    return json.dumps(step.commands, sort_keys=True)
+    """What a step's result depends on: its commands and the text of the recipes they read."""
+    recipes = {a: Path(a).read_text() for argv in step.commands for a in argv if a.endswith(".yaml") and Path(a).is_file()}
+    return json.dumps({"commands": step.commands, "recipes": recipes}, sort_keys=True)
+
+
+def _run_teed(cmd: list[str], log_path: Path) -> tuple[int, str]:
+    """Run a command with its output (progress bars included) on the terminal and in the step's log."""
+    chunks = []
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        while chunk := proc.stdout.read1(4096):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            log.write(chunk)
+            chunks.append(chunk)
+        return proc.wait(), b"".join(chunks).decode(errors="replace")
 
 
 def run_step(step: Step, folder: Path, rerun: bool) -> bool:
@@ -248,14 +264,12 @@ def run_step(step: Step, folder: Path, rerun: bool) -> bool:
         for argv in step.commands:
             cmd = _smollm2() + [a.replace("{out}", str(folder)) for a in argv]
             print(f"  $ smollm2 {shlex.join(cmd[3:])}", flush=True)
-            with open(folder / "log.txt", "a") as log:
-                proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
-                log.write(proc.stdout)
+            returncode, output = _run_teed(cmd, folder / "log.txt")
             if step.name == "chat":
-                (folder / "chat.txt").write_text(proc.stdout)
-            if proc.returncode != 0:
-                tail = (folder / "log.txt").read_text().splitlines()[-15:]
-                raise UserError(f"step '{step.name}' failed (exit {proc.returncode}); see {folder / 'log.txt'}:\n" + "\n".join(tail))
+                (folder / "chat.txt").write_text(output)
+            if returncode != 0:
+                tail = output.replace("\r", "\n").splitlines()[-15:]
+                raise UserError(f"step '{step.name}' failed (exit {returncode}); see {folder / 'log.txt'}:\n" + "\n".join(tail))
         step.seconds = time.time() - start
         done.write_text(_settings_key(step))
     if step.summarise:
