@@ -1,7 +1,6 @@
 """`smollm2 export gguf`: transformers' own GGUF loader reads the file back with the same logits, and the
 metadata matches what llama.cpp's converter wrote into the published SmolLM2-135M-Instruct GGUF."""
 
-import json
 
 import pytest
 import torch

@@ -264,7 +264,6 @@ def test_smol_rewrite_summarize_constraints_write_chat_rows(tmp_path, micro_llm)
             assert row[kept_column] in (["concise", "friendly"] if command == "rewrite" else ["news"])
 
     # constraints: only rows whose response passes the IFEval-style checker survive
-    from smollm2_recipes.synth import ifeval
 
     out = tmp_path / "constraints"
     recipe = _recipe(tmp_path, "constraints", output_dir=str(out), input=str(seeds / "instructions.jsonl"), text_column="instruction",

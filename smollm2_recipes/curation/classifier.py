@@ -116,7 +116,7 @@ def main(argv: list[str]) -> int:
     cols = [args.text_column, args.score_column]
     ds = Dataset.from_list([{c: r[c] for c in cols} for r in scored])
     ds = ds.map(encode, batched=True, remove_columns=cols)
-    train, heldout = ds.select(range(n_eval, len(ds))), ds.select(range(n_eval))
+    train = ds.select(range(n_eval, len(ds)))  # the first n_eval rows are held out (scored below)
     out = Path(args.output_dir)
     targs = TrainingArguments(output_dir=str(out / "checkpoints"), learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs,
                               max_steps=args.max_steps, per_device_train_batch_size=args.per_device_train_batch_size, seed=args.seed,

@@ -14,7 +14,6 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 32, 
              progress: str | None = None) -> list[list[str]]:
     """Completions for chat prompts, `num_return_sequences` per prompt, left-padded batches; generation
     stops at the tokenizer's eos (<|im_end|> for the instruct template)."""
-    import torch
     from tqdm.auto import tqdm
 
     side = tokenizer.padding_side

@@ -13,7 +13,6 @@ import itertools
 import random
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Optional
 
 from smollm2_recipes import assets
 from smollm2_recipes.errors import UserError

@@ -7,7 +7,6 @@ into its own output_dir), `--weight_averaging swa|ema`, `--spike_action rollback
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 from pathlib import Path
@@ -140,7 +139,6 @@ def run_pretrain(config: PretrainConfig, model_args: ModelArguments, data_args, 
 
     from smollm2_recipes.assets import resolve
     from smollm2_recipes.configs import save_resolved_config
-    from smollm2_recipes.models import count_parameters
     from smollm2_recipes.training.hardware import cpu_has_bf16_units, flops_per_token, measured_peak_flops
     from smollm2_recipes.training.spike_guard import SpikeGuard
     from smollm2_recipes.training.stream import TrackedStream
