@@ -33,6 +33,13 @@ def _closest(key: str, valid) -> str:
     return f" Did you mean '{close[0]}'?" if close else f" Valid keys: {', '.join(sorted(valid))}."
 
 
+def _reject_unknown_keys(raw: dict, cls, where: str) -> None:
+    valid = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in valid:
+            raise UserError(f"{where}: unknown key '{key}'.{_closest(key, valid)}")
+
+
 @dataclass
 class SourceSpec:
     """One source of documents. `path` is a Hub dataset id, a local file or folder (jsonl, json, parquet,
@@ -85,10 +92,7 @@ class SourceSpec:
     def from_dict(cls, raw: Any, stage: str) -> "SourceSpec":
         if not isinstance(raw, dict):
             raise UserError(f"stage '{stage}': each source must be a mapping with name, path and weight, got {raw!r}.")
-        valid = {f.name for f in dataclasses.fields(cls)}
-        for key in raw:
-            if key not in valid:
-                raise UserError(f"stage '{stage}', source '{raw.get('name')}': unknown key '{key}'.{_closest(key, valid)}")
+        _reject_unknown_keys(raw, cls, f"stage '{stage}', source '{raw.get('name')}'")
         for key in ("name", "path"):
             if key not in raw:
                 raise UserError(f"stage '{stage}': source {raw!r} has no '{key}'.")
@@ -107,10 +111,7 @@ class StageSpec:
     def from_dict(cls, raw: Any, index: int) -> "StageSpec":
         if not isinstance(raw, dict):
             raise UserError(f"stages[{index}] must be a mapping with name, tokens and sources, got {raw!r}.")
-        valid = {f.name for f in dataclasses.fields(cls)}
-        for key in raw:
-            if key not in valid:
-                raise UserError(f"stages[{index}] ('{raw.get('name')}'): unknown key '{key}'.{_closest(key, valid)}")
+        _reject_unknown_keys(raw, cls, f"stages[{index}] ('{raw.get('name')}')")
         name = str(raw.get("name") or f"stage-{index + 1}")
         if "tokens" not in raw:
             raise UserError(f"stage '{name}' has no `tokens` (its token budget).")

@@ -47,28 +47,15 @@ def check_common(args: SynthArgs) -> None:
         raise UserError("push_to_hub: true needs hub_repo_id (e.g. your-name/my-smoltalk).")
 
 
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
-
-
 def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: list[dict] | None = None) -> list[dict]:
     """Build the distilabel DAG with `build()` inside a Pipeline context and run it; returns the rows of the
     leaf step. `build` returns nothing: steps created inside the context are registered automatically."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from distilabel.pipeline import Pipeline
 
-    seed_everything(args.seed)
+    from transformers import set_seed
+
+    set_seed(args.seed)  # random, numpy and torch
     cache = Path(args.output_dir) / "cache"
     kwargs = {"use_cache": args.use_cache}
     if dataset is not None:
