@@ -114,6 +114,9 @@ def _locked(name: str):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+BUILT_THIS_PROCESS: list[str] = []  # cache entries this process built (the rest were reused)
+
+
 def cached(name: str, build: Callable[[Path], None]) -> Path:
     """Return the cache folder `name`, building it with `build(tmp_folder)` first if missing or corrupt."""
     final = cache_dir() / name
@@ -131,6 +134,7 @@ def cached(name: str, build: Callable[[Path], None]) -> Path:
                 os.rename(final, stale)
                 shutil.rmtree(stale, ignore_errors=True)
             os.rename(tmp, final)
+            BUILT_THIS_PROCESS.append(name)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final

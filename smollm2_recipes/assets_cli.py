@@ -10,7 +10,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="smollm2 assets", description="Materialise every embedded offline asset into $SMOLLM2_CACHE.")
     parser.add_argument("--json", action="store_true", help="print the resolved paths as JSON")
     args = parser.parse_args(argv)
-    from smollm2_recipes.assets import cache_dir, materialise_all
+    from pathlib import Path
+
+    from smollm2_recipes.assets import BUILT_THIS_PROCESS, cache_dir, materialise_all
 
     paths = materialise_all(progress=not args.json)
     if args.json:
@@ -18,7 +20,9 @@ def main(argv: list[str]) -> int:
     else:
         print(f"cache: {cache_dir()}")
         for name, path in paths.items():
-            print(f"  {name:34s} {path}")
+            where = ("built now" if Path(path).name in BUILT_THIS_PROCESS
+                     else "cached" if Path(path).is_relative_to(cache_dir()) else "installed package")
+            print(f"  {name:34s} {path}  ({where})")
     return 0
 
 

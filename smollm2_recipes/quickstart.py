@@ -18,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -53,16 +54,6 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _eval_rows(folder: Path) -> list[tuple[str, str]]:
-    results = _read_json(folder / "results.json")
-    rows = []
-    for task, metrics in results.get("tasks", {}).items():
-        for metric, value in metrics.items():
-            if isinstance(value, (int, float)):
-                rows.append((f"{task} {metric}", _fmt(value)))
-    return rows
-
-
 def _chat_rows(folder: Path) -> list[tuple[str, str]]:
     text = (folder / "chat.txt").read_text() if (folder / "chat.txt").exists() else ""
     return [("answer", text.split("assistant:", 1)[-1].strip().splitlines()[0] if "assistant:" in text else "(none)")]
@@ -93,28 +84,32 @@ def _pretrain_rows(folder: Path) -> list[tuple[str, str]]:
 
 def _context_rows(folder: Path) -> list[tuple[str, str]]:
     result = _read_json(folder / "run" / "passkey.json")
-    rows = [(f"passkey accuracy at {length} tokens", _fmt(sum(row[j] for row in result["accuracy"]) / len(result["accuracy"])))
-            for j, length in enumerate(result.get("lengths", []))]
-    rows.append(("passkey mean accuracy", _fmt(result.get("mean_accuracy"))))
-    rows.append(("![passkey heatmap", "run/passkey_heatmap.png"))
-    return rows
+    by_length = [f"{length}: {_fmt(sum(row[j] for row in result['accuracy']) / len(result['accuracy']))}"
+                 for j, length in enumerate(result.get("lengths", []))]
+    return [("passkey accuracy by length (tokens: accuracy)", ", ".join(by_length)),
+            ("passkey mean accuracy", _fmt(result.get("mean_accuracy"))),
+            ("![passkey heatmap", "run/passkey_heatmap.png")]
 
 
-def _compare_rows(folder: Path) -> list[tuple[str, str]]:
-    rows = []
-    for name, label in [("stable", "stable-phase checkpoint (constant LR)"), ("cooldown", "cooldown branch from it (1-sqrt)"),
-                        ("average", "average of the stable-phase checkpoints"), ("final", "main run after its own decay")]:
+def _compare_rows(folder: Path, stable_step: int) -> list[tuple[str, str]]:
+    checkpoints = _read_json(folder / "eval-checkpoints" / "results.json").get("checkpoints", [])
+    by_step = {c.get("step"): c["tasks"].get("perplexity", {}).get("perplexity") for c in checkpoints}
+    rows = [(f"stable-phase checkpoint-{stable_step} (constant LR): held-out perplexity", _fmt(by_step.get(stable_step)))]
+    for name, label in [("cooldown", "cooldown branch from it (1-sqrt)"), ("average", "average of the stable-phase checkpoints"),
+                        ("final", "main run after its own decay")]:
         ppl = _read_json(folder / f"eval-{name}" / "results.json").get("tasks", {}).get("perplexity", {})
         rows.append((f"{label}: held-out perplexity", _fmt(ppl.get("perplexity"))))
+    rows.append(("![held-out perplexity of the main run's checkpoints against tokens", "eval-checkpoints/curves/perplexity_perplexity.png"))
     return rows
 
 
 def _synth_rows(folder: Path) -> list[tuple[str, str]]:
-    rows = []
-    for name in ("magpie", "preferences"):
-        summary = _read_json(folder / name / "summary.json")
-        rows += [(f"{name}: {k}", _fmt(v)) for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)][:6]
-    return rows
+    magpie, prefs = _read_json(folder / "magpie" / "summary.json"), _read_json(folder / "preferences" / "summary.json")
+    tags = magpie.get("tags", {})
+    return [("MagPie conversations written (generated)", f"{magpie.get('rows_written')} ({magpie.get('generated')})"),
+            ("MagPie tags parsed as JSON", f"{tags.get('parsed')}/{tags.get('total')}"),
+            (f"preference pairs ({prefs.get('verifier', '?')} verifier)", f"{prefs.get('pairs')} from {prefs.get('prompts')} prompts"
+             + (f"; {prefs['no_contrast']} prompts had no right/wrong contrast" if prefs.get("no_contrast") else ""))]
 
 
 def _arith_rows(folder: Path) -> list[tuple[str, str]]:
@@ -125,23 +120,24 @@ def _arith_rows(folder: Path) -> list[tuple[str, str]]:
 def _evals_rows(folder: Path) -> list[tuple[str, str]]:
     rows = []
     for name in ("before", "after-sft", "after-dpo"):
-        for task, value in _eval_rows(folder / name):
-            rows.append((f"{name}: {task}", value))
+        result = _read_json(folder / name / "results.json").get("tasks", {}).get("humaneval", {})
+        rows.append((f"HumanEval pass@1 {name.replace('-', ' ')}", f"{_fmt(result.get('pass@1'))} ({result.get('passed')}/{result.get('n')})"))
     return rows
 
 
 def build_steps(out: Path, fast: bool) -> list[Step]:
     """The pipeline. `fast` shrinks every step (fewer tokens, rows, problems) but skips none."""
     tiny = "recipes/smollm2/tiny"
-    pretrain_recipe = str(_shrunk_pretrain_recipe(out, 1 / 3 if fast else 1.0))
+    pretrain_recipe = str(_shrunk_pretrain_recipe(out, 1 / 4 if fast else 1.0))
     pretrain = out / "pretrain" / "run"
     plan = _read_yaml(pretrain_recipe)
     save = plan["save_steps"]
     stable_ckpt, early_ckpt = pretrain / f"checkpoint-{2 * save}", pretrain / f"checkpoint-{save}"
     decay_steps = max(2, save // 2)
-    arith_n = "50" if fast else "200"
+    arith_n = "40" if fast else "200"
     humaneval_n = "4" if fast else "20"
-    sft_steps = ["--max_steps", "40"] if fast else []  # 20 steps teach the format but not yet the arithmetic
+    # 32 half-length rows (~130 problems): enough to move arithmetic accuracy, not to learn it well
+    sft_budget = ["--max_steps", "32", "--max_length", "512"] if fast else []
     rows = "4" if fast else "20"
     steps = [
         Step("assets", "Embedded assets", [["assets"]], full_size="(real runs load Hub ids directly)"),
@@ -158,21 +154,21 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
              [["pretrain", pretrain_recipe, "--cooldown_from", str(stable_ckpt), "--decay_steps", str(decay_steps),
                "--decay_type", "1-sqrt", "--output_dir", "{out}/branch"],
               ["average", str(early_ckpt), str(stable_ckpt), "--output_dir", "{out}/average"],
-              ["eval", str(stable_ckpt), "--tasks", "perplexity", "--output_dir", "{out}/eval-stable"],
+              ["eval", str(pretrain), "--each_checkpoint", "--tasks", "perplexity", "--output_dir", "{out}/eval-checkpoints"],
               ["eval", "{out}/branch", "--tasks", "perplexity", "--output_dir", "{out}/eval-cooldown"],
               ["eval", "{out}/average", "--tasks", "perplexity", "--output_dir", "{out}/eval-average"],
               ["eval", str(pretrain), "--tasks", "perplexity", "--output_dir", "{out}/eval-final"]],
              full_size="smollm2 pretrain recipes/smollm2/1.7B/pretrain.yaml --cooldown_from OUT/checkpoint-N --decay_steps 100000 --decay_type 1-sqrt --output_dir OUT-cooldown-N",
-             summarise=_compare_rows),
+             summarise=partial(_compare_rows, stable_step=2 * save)),
         Step("context", "Context extension 256 → 1024 tokens (RoPE theta 10k → 100k)",
-             [["extend-context", f"{tiny}/context_extension.yaml", "--model", str(pretrain), "--output_dir", "{out}/run"]],
+             [["extend-context", str(_shrunk_context_recipe(out, fast)), "--model", str(pretrain), "--output_dir", "{out}/run"]],
              full_size="smollm2 extend-context recipes/smollm2/1.7B/context_extension.yaml", summarise=_context_rows),
         Step("synth", "MagPie-style conversations and a verified preference set (distilabel)",
              [["synth", "magpie", "recipes/synth/tiny_magpie.yaml", "--output_dir", "{out}/magpie", "--num_rows", rows],
               ["synth", "preferences", "recipes/synth/tiny_preferences.yaml", "--output_dir", "{out}/preferences", "--num_rows", rows]],
              full_size="smollm2 synth magpie recipes/synth/magpie_ultra.yaml", summarise=_synth_rows),
         Step("sft", "SFT of SmolLM2-135M-Instruct on verified arithmetic (TRL SFTTrainer)",
-             [["sft", f"{tiny}/sft.yaml", "--output_dir", "{out}/run", "--arith_eval_samples", arith_n, *sft_steps]],
+             [["sft", f"{tiny}/sft.yaml", "--output_dir", "{out}/run", "--arith_eval_samples", arith_n, *sft_budget]],
              full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_sft.py recipes/smollm2/1.7B/sft.yaml",
              summarise=_arith_rows),
         Step("dpo", "DPO on on-policy pairs picked by the verifier (TRL DPOTrainer)",
@@ -225,8 +221,20 @@ def _shrunk_dpo_recipe(out: Path, fast: bool) -> Path:
     recipe = _read_yaml(src)
     if fast:
         for source in recipe["dataset_mixture"]:
-            source["num_samples"] = min(source.get("num_samples", 16), 16)
+            source["num_samples"] = min(source.get("num_samples", 8), 8)
     return _write_yaml_once(out / "recipes" / "dpo.yaml", recipe, src)
+
+
+def _shrunk_context_recipe(out: Path, fast: bool) -> Path:
+    src = "recipes/smollm2/tiny/context_extension.yaml"
+    recipe = _read_yaml(src)
+    if fast:  # a quarter of the tokens (whole steps), half the passkey samples per cell
+        step = recipe["global_batch_tokens"]
+        for stage in recipe["stages"]:
+            stage["tokens"] = max(step, stage["tokens"] // 4 // step * step)
+        recipe["save_steps"] = max(1, recipe["save_steps"] // 4)
+        recipe["passkey_samples"] = max(1, recipe["passkey_samples"] // 2)
+    return _write_yaml_once(out / "recipes" / "context_extension.yaml", recipe, src)
 
 
 def _settings_key(step: Step) -> str:
@@ -279,14 +287,17 @@ def run_step(step: Step, folder: Path, rerun: bool) -> bool:
 def write_report(steps: list[Step], out: Path, fast: bool, total_seconds: float) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# SmolLM2 quickstart report", "", f"Run {now}, {'FAST=1' if fast else 'full'} mode, {total_seconds / 60:.1f} min in all"
-             " (steps marked reused were finished by an earlier run).", ""]
+             " (steps marked reused were finished by an earlier run).", "",
+             "| step | time | figure | value |", "|---|---|---|---|"]
+    for step in steps:  # one table with every figure: the summary to read first (and to paste)
+        time_taken = "reused" if step.reused else f"{step.seconds:.0f} s"
+        table = [(k, v) for k, v in step.figures if not k.startswith("![")] or [("", "")]
+        lines += [f"| {step.name if i == 0 else ''} | {time_taken if i == 0 else ''} | {k} | {v} |" for i, (k, v) in enumerate(table)]
+    lines.append("")
     for step in steps:
-        lines += [f"## {step.title} ({'reused' if step.reused else f'{step.seconds:.0f} s'})", ""]
-        table = [(k, v) for k, v in step.figures if not k.startswith("![")]
-        if table:
-            lines += ["| figure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in table] + [""]
-        lines += [f"{k}]({step.name}/{v})" for k, v in step.figures if k.startswith("![")]
-        lines += ["", f"Full size: `{step.full_size}`", ""]
+        ran = ["smollm2 " + shlex.join(a.replace("{out}", str(out / step.name)) for a in argv) for argv in step.commands]
+        lines += [f"## {step.title}", ""] + [f"{k}]({step.name}/{v})" for k, v in step.figures if k.startswith("![")]
+        lines += ["", "Ran:", "```", *ran, "```", f"Full size: `{step.full_size}`", ""]
     report = "\n".join(lines)
     (out / "REPORT.md").write_text(report)
     return report
@@ -295,7 +306,7 @@ def write_report(steps: list[Step], out: Path, fast: bool, total_seconds: float)
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
     parser.add_argument("--output_dir", default="outputs/quickstart")
-    parser.add_argument("--fast", action="store_true", help="shrink every step (about 8 minutes)")
+    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none (about 6 minutes on 2 CPU cores; the full run about 25)")
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)

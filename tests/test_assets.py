@@ -62,8 +62,11 @@ def _write_two_files(out: Path) -> None:
 
 def test_corrupt_or_partial_cache_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("SMOLLM2_CACHE", str(tmp_path))
+    monkeypatch.setattr(assets, "BUILT_THIS_PROCESS", [])
     folder = assets.cached("thing", _write_two_files)
     assert assets.is_valid(folder, deep=True)
+    assert assets.cached("thing", _write_two_files) == folder
+    assert assets.BUILT_THIS_PROCESS == ["thing"]  # built once, then reused (what `smollm2 assets` reports)
     (folder / "b.bin").write_bytes(b"\x00" * 10)  # truncated, as after a crash mid-copy
     assert not assets.is_valid(folder)
     assert assets.cached("thing", _write_two_files) == folder and (folder / "b.bin").stat().st_size == 100

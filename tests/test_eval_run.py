@@ -1,10 +1,10 @@
 """`smollm2 eval` end to end on tiny models: --json stdout, results files, perplexity, a folder of
 checkpoints with its curves, bad model folders, and the tasks other parts of the project provide."""
 
-import importlib.util
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -70,6 +70,16 @@ def test_checkpoint_folder_gives_curves_against_tokens(micro_model_dir, text_fil
     assert (out / "curves" / "perplexity_perplexity.png").stat().st_size > 1000
     assert (out / "curves" / "perplexity_bits_per_byte.png").is_file()
     assert (out / "checkpoint-10" / "results.json").is_file()
+    # a training output folder (final model + checkpoints) is one model, unless --each_checkpoint
+    for file in Path(micro_model_dir).iterdir():
+        shutil.copy(file, runs)
+    assert run("eval", [str(runs), "--tasks", "perplexity", "--perplexity_file", text_file, "--output_dir", str(tmp_path / "final"), "--json"]) == 0
+    assert "checkpoints" not in json.loads(capsys.readouterr().out)
+    assert run("eval", [str(runs), "--tasks", "perplexity", "--perplexity_file", text_file, "--each_checkpoint",
+                        "--output_dir", str(tmp_path / "each"), "--json"]) == 0
+    assert [c["step"] for c in json.loads(capsys.readouterr().out)["checkpoints"]] == [10, 20]
+    assert run("eval", [micro_model_dir, "--tasks", "perplexity", "--each_checkpoint", "--output_dir", str(tmp_path / "none")]) == 2
+    assert "holds no checkpoint-*/ folders" in capsys.readouterr().err and not (tmp_path / "none").exists()
     # no trainer state: the step comes from the folder name and tokens are unknown
     (runs / "checkpoint-10" / "trainer_state.json").unlink()
     assert training_position(runs / "checkpoint-10") == {"step": 10, "tokens": None}
@@ -85,14 +95,12 @@ def test_model_folder_without_tokenizer_is_refused(micro_model_dir, tmp_path, ca
     assert "does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("smollm2_recipes.evaluation.arith") is None, reason="arith.py not in this checkout")
 def test_arith_task(micro_model_dir, tmp_path, capsys):
     assert run("eval", [micro_model_dir, "--tasks", "arith", "--limit", "2", "--output_dir", str(tmp_path), "--json"]) == 0
     arith = json.loads(capsys.readouterr().out)["tasks"]["arith"]
     assert arith["n"] == 2 and 0 <= arith["accuracy"] <= 1
 
 
-@pytest.mark.skipif(importlib.util.find_spec("smollm2_recipes.evaluation.passkey") is None, reason="passkey.py not in this checkout")
 def test_passkey_task(micro_model_dir, tmp_path, capsys):
     assert run("eval", [micro_model_dir, "--tasks", "passkey", "--passkey_lengths", "64", "128", "--passkey_depths", "0", "1",
                         "--passkey_n", "1", "--output_dir", str(tmp_path), "--json"]) == 0

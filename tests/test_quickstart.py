@@ -53,14 +53,47 @@ def test_fast_mode_shrinks_pretraining_in_whole_steps(tmp_path, monkeypatch):
     assert [s["name"] for s in fast["stages"]] == [s["name"] for s in full["stages"]]  # skips nothing
 
 
-def test_quickstart_runs_steps_reuses_them_and_writes_the_report(tmp_path):
+@pytest.mark.slow
+def test_fast_quickstart_runs_every_step_reports_it_and_reuses_it(tmp_path):
+    """`make quickstart FAST=1` itself (through the real entry point, every step a real subprocess), then a
+    second run that reuses all of it. Several minutes: the one test that runs the pipeline end to end."""
+    out = tmp_path / "qs"
+    cmd = [sys.executable, "-m", "smollm2_recipes", "quickstart", "--fast", "--output_dir", str(out)]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    report = (out / "REPORT.md").read_text()
+    table = {cells[3]: cells[4] for line in report.splitlines() if (cells := line.split(" | ")) and len(cells) == 5}
+    assert table["answer"] == "The capital of France is Paris."
+    stage_losses = [v for k, v in table.items() if k.startswith("stage ") and "held-out loss" in k]
+    assert len(stage_losses) == 4
+    first_start, first_end = (float(x) for x in stage_losses[0].split(" (")[0].split(" → "))
+    assert first_end < first_start - 1.0  # the tiny model learns during stage 1
+    perplexities = [float(v) for k, v in table.items() if k.endswith("held-out perplexity")]
+    assert len(perplexities) == 4 and all(1 < p < 60_000 for p in perplexities)  # below uniform (49,152)
+    assert table["passkey accuracy by length (tokens: accuracy)"].startswith("256: ")
+    assert [k for k in table if k.startswith("arith accuracy")] == ["arith accuracy before sft", "arith accuracy after sft",
+                                                                    "arith accuracy after dpo"]
+    assert all(v.endswith("/4)") for k, v in table.items() if k.startswith("HumanEval pass@1"))
+    for plot in ["pretrain/run/training_curves.png", "context/run/passkey_heatmap.png",
+                 "cooldown/eval-checkpoints/curves/perplexity_perplexity.png"]:
+        assert f"]({plot})" in report and (out / plot).stat().st_size > 5000, plot
+    assert "Full size: `accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_sft.py" in report
+    assert first.stdout.count("reusing") == 0 and report in first.stdout
+
+    second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert second.returncode == 0 and second.stdout.count("reusing") == 10
+    assert "| pretrain | reused |" in (out / "REPORT.md").read_text()
+
+    bad = subprocess.run(cmd + ["--only", "pretrian"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "Unknown step(s) ['pretrian']" in bad.stderr
+
+
+def test_a_step_that_reruns_reruns_everything_after_it(tmp_path):
     out = tmp_path / "qs"
     cmd = [sys.executable, "-m", "smollm2_recipes", "quickstart", "--output_dir", str(out), "--only", "assets", "chat"]
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    assert first.returncode == 0, first.stderr[-2000:]
-    report = (out / "REPORT.md").read_text()
-    assert "| answer | The capital of France is Paris. |" in report
-    second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-    assert second.returncode == 0 and second.stdout.count("reusing") == 2
-    bad = subprocess.run(cmd[:-2] + ["pretrian"], capture_output=True, text=True, cwd=REPO)
-    assert bad.returncode == 2 and "Unknown step(s) ['pretrian']" in bad.stderr
+    assert subprocess.run(cmd, capture_output=True, text=True, cwd=REPO).returncode == 0
+    (out / "assets" / ".done").unlink()  # as if the assets step had been interrupted
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and "reusing" not in again.stdout  # chat re-ran because assets did
+    assert "SmolLM2-135M-Instruct  (cached)" in again.stdout  # the asset cache itself was reused, and says so
+    assert "| chat | " in (out / "REPORT.md").read_text() and "| chat | reused |" not in (out / "REPORT.md").read_text()

@@ -344,6 +344,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(summary))
     else:
         for name, s in summary.items():
+            where = "built now" if cache_name(name) in assets.BUILT_THIS_PROCESS else "cached"
             print(f"embedded:corpus/{name:<5} train {s['train']['documents']:>6} docs {s['train']['characters']:>11,} chars | "
-                  f"test {s['test']['documents']:>5} docs | {s['path']}")
+                  f"test {s['test']['documents']:>5} docs | {s['path']}  ({where})")
     return 0

@@ -17,11 +17,11 @@ def is_model_folder(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
-def find_checkpoints(folder: str | Path) -> list[Path]:
+def find_checkpoints(folder: str | Path, inside_model_folder: bool = False) -> list[Path]:
     """Sub-folders that are models (`checkpoint-*`, or any with a config.json), in training order; [] when
-    `folder` is itself a model or has none."""
+    `folder` has none, or is itself a model (a training output folder) unless `inside_model_folder`."""
     folder = Path(folder)
-    if not folder.is_dir() or is_model_folder(folder):
+    if not folder.is_dir() or (is_model_folder(folder) and not inside_model_folder):
         return []
     found = [p for p in folder.iterdir() if p.is_dir() and (is_model_folder(p) or p.name.startswith("checkpoint-"))]
     return sorted(found, key=lambda p: (training_position(p)["step"] is None, training_position(p)["step"] or 0, p.name))

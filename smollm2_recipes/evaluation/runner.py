@@ -19,6 +19,8 @@ class EvalConfig:
     """`smollm2 eval` options; a recipe (recipes/eval/*.yaml) sets the same keys."""
 
     model: str = field(default="embedded:SmolLM2-135M-Instruct", metadata={"help": "Hub id, model folder, folder of checkpoints, or embedded: name"})
+    each_checkpoint: bool = field(default=False, metadata={"help": "MODEL is a training output folder: evaluate each of its "
+                                                                   "checkpoint-*/ (not the final model) and plot the metrics"})
     tasks: list[str] = field(default_factory=lambda: ["chat"], metadata={"help": "comma-separated: name, name|shots or name|shots|metric"})
     limit: int | None = field(default=None, metadata={"help": "at most this many examples per task (partial numbers)"})
     output_dir: str | None = field(default=None, metadata={"help": "default: outputs/eval/<model name>"})
@@ -134,7 +136,9 @@ def evaluate(config: EvalConfig) -> dict:
     specs = parse_tasks(config.tasks)
     check_available(specs)
     path = resolve(config.model)
-    found = ck.find_checkpoints(path)
+    found = ck.find_checkpoints(path, inside_model_folder=config.each_checkpoint)
+    if config.each_checkpoint and not found:
+        raise UserError(f"--each_checkpoint: '{config.model}' holds no checkpoint-*/ folders to evaluate.")
     for target in found or [path]:
         check_model(target)
     bench = [(s.name, s.shots) for s in specs if not s.offline]

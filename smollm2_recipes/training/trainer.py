@@ -71,6 +71,8 @@ class PretrainTrainer(Trainer):
         self.stream.load_state(state["stream"])
         self.blocks_trained = state["stream"]["delivered"]
         self.ledger = TokenLedger(**state["ledger"])
+        # tokens/s and MFU count from here: the restored tokens were not trained in this process
+        self._last_log = (time.perf_counter(), self.ledger.tokens * self.accelerator.num_processes)
         if self.spike_guard is not None:
             self.spike_guard.losses.extend(state.get("spike_guard", {}).get("losses", []))
         if self.averager is not None:
@@ -160,6 +162,15 @@ class PretrainTrainer(Trainer):
             ckpt.publish(staged, run_dir, step)
             ckpt.rotate(run_dir, self.args.save_total_limit)
         self.accelerator.wait_for_everyone()
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # Tied weights (lm_head = embed_tokens) are saved once; transformers' Trainer only recognises that
+        # through _keys_to_ignore_on_save and would warn that lm_head.weight is missing on every resume.
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or ()) if self.model.config.tie_word_embeddings else set()
+        missing = [key for key in load_result.missing_keys if key not in tied]
+        if tied & set(load_result.missing_keys):
+            self.model.tie_weights()
+        super()._issue_warnings_after_load(load_result._replace(missing_keys=missing))
 
 
 def stage_end_steps(boundaries: list[dict], sequences_per_step: int) -> list[int]:
