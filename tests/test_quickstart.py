@@ -62,7 +62,8 @@ def test_fast_quickstart_runs_every_step_reports_it_and_reuses_it(tmp_path):
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     report = (out / "REPORT.md").read_text()
-    table = {cells[3]: cells[4] for line in report.splitlines() if (cells := line.split(" | ")) and len(cells) == 5}
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in report.splitlines() if line.startswith("|")]
+    table = {figure: value for _, _, figure, value in rows[2:]}  # after the header and |---| rows
     assert table["answer"] == "The capital of France is Paris."
     stage_losses = [v for k, v in table.items() if k.startswith("stage ") and "held-out loss" in k]
     assert len(stage_losses) == 4
