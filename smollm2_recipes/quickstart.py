@@ -201,16 +201,20 @@ def _write_yaml_once(path: Path, data: dict, source: str) -> Path:
     return path
 
 
+def _scale_stages(recipe: dict, scale: float) -> int:
+    """Scale every stage's token budget in whole optimiser steps; returns the run's steps."""
+    step = recipe["global_batch_tokens"]
+    for stage in recipe["stages"]:
+        stage["tokens"] = max(step, round(stage["tokens"] * scale / step) * step)
+    return sum(stage["tokens"] for stage in recipe["stages"]) // step
+
+
 def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
     """The tiny pretraining recipe with every stage's budget scaled (FAST=1), in whole optimiser steps."""
     src = "recipes/smollm2/tiny/pretrain.yaml"
     recipe = _read_yaml(src)
     if scale != 1.0:
-        step = recipe["global_batch_tokens"]
-        for stage in recipe["stages"]:
-            stage["tokens"] = max(step, round(stage["tokens"] * scale / step) * step)
-        total_steps = sum(stage["tokens"] for stage in recipe["stages"]) // step
-        recipe["save_steps"] = total_steps // 3
+        recipe["save_steps"] = _scale_stages(recipe, scale) // 3
         recipe["warmup_steps"] = max(2, round(recipe["warmup_steps"] * scale))
     recipe["save_total_limit"] = None  # the cooldown and the average read the stable-phase checkpoints
     return _write_yaml_once(out / "recipes" / "pretrain.yaml", recipe, src)
@@ -228,11 +232,8 @@ def _shrunk_dpo_recipe(out: Path, fast: bool) -> Path:
 def _shrunk_context_recipe(out: Path, fast: bool) -> Path:
     src = "recipes/smollm2/tiny/context_extension.yaml"
     recipe = _read_yaml(src)
-    if fast:  # a quarter of the tokens (whole steps), half the passkey samples per cell
-        step = recipe["global_batch_tokens"]
-        for stage in recipe["stages"]:
-            stage["tokens"] = max(step, stage["tokens"] // 4 // step * step)
-        recipe["save_steps"] = max(1, recipe["save_steps"] // 4)
+    if fast:  # a quarter of the tokens, half the passkey samples per cell
+        recipe["save_steps"] = max(1, _scale_stages(recipe, 1 / 4) // 2)
         recipe["passkey_samples"] = max(1, recipe["passkey_samples"] // 2)
     return _write_yaml_once(out / "recipes" / "context_extension.yaml", recipe, src)
 
