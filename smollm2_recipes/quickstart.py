@@ -25,6 +25,9 @@ from typing import Callable
 from smollm2_recipes.errors import UserError
 
 
+TINY = "recipes/smollm2/tiny"  # the CPU recipes every step shrinks or runs as they are
+
+
 @dataclass
 class Step:
     name: str
@@ -127,7 +130,6 @@ def _evals_rows(folder: Path) -> list[tuple[str, str]]:
 
 def build_steps(out: Path, fast: bool) -> list[Step]:
     """The pipeline. `fast` shrinks every step (fewer tokens, rows, problems) but skips none."""
-    tiny = "recipes/smollm2/tiny"
     pretrain_recipe = str(_shrunk_pretrain_recipe(out, 1 / 4 if fast else 1.0))
     pretrain = out / "pretrain" / "run"
     plan = _read_yaml(pretrain_recipe)
@@ -168,7 +170,7 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
               ["synth", "preferences", "recipes/synth/tiny_preferences.yaml", "--output_dir", "{out}/preferences", "--num_rows", rows]],
              full_size="smollm2 synth magpie recipes/synth/magpie_ultra.yaml", summarise=_synth_rows),
         Step("sft", "SFT of SmolLM2-135M-Instruct on verified arithmetic (TRL SFTTrainer)",
-             [["sft", f"{tiny}/sft.yaml", "--output_dir", "{out}/run", "--arith_eval_samples", arith_n, *sft_budget]],
+             [["sft", f"{TINY}/sft.yaml", "--output_dir", "{out}/run", "--arith_eval_samples", arith_n, *sft_budget]],
              full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_sft.py recipes/smollm2/1.7B/sft.yaml",
              summarise=_arith_rows),
         Step("dpo", "DPO on on-policy pairs picked by the verifier (TRL DPOTrainer)",
@@ -211,7 +213,7 @@ def _scale_stages(recipe: dict, scale: float) -> int:
 
 def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
     """The tiny pretraining recipe with every stage's budget scaled (FAST=1), in whole optimiser steps."""
-    src = "recipes/smollm2/tiny/pretrain.yaml"
+    src = f"{TINY}/pretrain.yaml"
     recipe = _read_yaml(src)
     if scale != 1.0:
         recipe["save_steps"] = _scale_stages(recipe, scale) // 3
@@ -221,7 +223,7 @@ def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
 
 
 def _shrunk_dpo_recipe(out: Path, fast: bool) -> Path:
-    src = "recipes/smollm2/tiny/dpo.yaml"
+    src = f"{TINY}/dpo.yaml"
     recipe = _read_yaml(src)
     if fast:
         for source in recipe["dataset_mixture"]:
@@ -230,7 +232,7 @@ def _shrunk_dpo_recipe(out: Path, fast: bool) -> Path:
 
 
 def _shrunk_context_recipe(out: Path, fast: bool) -> Path:
-    src = "recipes/smollm2/tiny/context_extension.yaml"
+    src = f"{TINY}/context_extension.yaml"
     recipe = _read_yaml(src)
     if fast:  # a quarter of the tokens, half the passkey samples per cell
         recipe["save_steps"] = max(1, _scale_stages(recipe, 1 / 4) // 2)

@@ -158,7 +158,7 @@ def _fmt(x) -> str:
 
 
 def _shopping(r):
-    who, (a1, a2), (b1, b2) = r.choice(NAMES_), *r.sample(ITEMS, 2)
+    who, (_, a2), (_, b2) = r.choice(NAMES_), *r.sample(ITEMS, 2)
     na, nb = r.randint(2, 9), r.randint(2, 9)
     pa, pb = Fraction(r.randint(2, 40), 2), Fraction(r.randint(2, 30), 4)
     cost = na * pa + nb * pb

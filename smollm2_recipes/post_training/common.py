@@ -164,6 +164,31 @@ def refuse_finished_output(output_dir: str) -> None:
         raise UserError(f"output_dir '{output_dir}' already holds a trained model; choose another output_dir (nothing is overwritten).")
 
 
+def eval_split_or_off(args, eval_ds) -> None:
+    if args.eval_strategy != "no" and eval_ds is None:
+        note("no eval split in the data (set dataset_test_split or test_split_size); evaluation is off.")
+        args.eval_strategy = "no"
+
+
+def run_stage(stage: str, config_types: list, build_trainer, argv: list[str] | None) -> int:
+    """The whole of `smollm2 sft` / `smollm2 dpo`: parse, refuse a finished output_dir, build the trainer,
+    save the resolved config, train, save the model; arithmetic accuracy before and after when asked."""
+    from smollm2_recipes import configs
+
+    args, model_args, data_args = configs.parse(config_types, argv)
+    refuse_finished_output(args.output_dir)
+    trainer, tokenizer = build_trainer(args, model_args, data_args)
+    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
+    if args.arith_eval_samples and args.arith_eval_before:
+        arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"before_{stage}", args.output_dir)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    save_final(trainer, tokenizer, args.output_dir)
+    if args.arith_eval_samples:
+        arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"after_{stage}", args.output_dir)
+    print(f"{stage.upper()} model written to {args.output_dir}")
+    return 0
+
+
 def arith_eval(model, tokenizer, n: int, seed: int, label: str, output_dir: str) -> float:
     """Print and record exact-match accuracy on n held-out arithmetic problems."""
     import time

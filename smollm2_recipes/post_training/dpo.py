@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig, ModelConfig
 
-from smollm2_recipes import configs
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
@@ -57,14 +56,10 @@ def build_trainer(args, model_args, data_args):
     if tokenizer.chat_template is None:
         raise UserError(f"'{model_args.model_name_or_path}' has no chat template; set chat_template_path (e.g. chat_templates/smollm2.jinja).")
     model = common.load_model(model_path, model_args, args)
-    if args.arith_eval_samples and args.arith_eval_before:
-        common.arith_eval(model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "before_dpo", args.output_dir)
     train, eval_ds, _ = load_mixture(data_args, "preference", args.seed, tokenizer, max_prompt_length=args.max_prompt_length,
                                      want_eval=args.eval_strategy != "no", policy=(model, tokenizer, args.output_dir),
                                      report_dir=args.output_dir)
-    if args.eval_strategy != "no" and eval_ds is None:
-        common.note("no eval split in the data (set dataset_test_split or test_split_size); evaluation is off.")
-        args.eval_strategy = "no"
+    common.eval_split_or_off(args, eval_ds)
     # ref_model=None: the starting (SFT) model is the reference; with precompute_ref_log_probs its
     # log-probs are computed once up front and no second copy is loaded.
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=train, eval_dataset=eval_ds,
@@ -73,13 +68,4 @@ def build_trainer(args, model_args, data_args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, model_args, data_args = configs.parse([SmolDPOConfig, ModelConfig, ChatDataArguments], argv)
-    common.refuse_finished_output(args.output_dir)
-    trainer, tokenizer = build_trainer(args, model_args, data_args)
-    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    common.save_final(trainer, tokenizer, args.output_dir)
-    if args.arith_eval_samples:
-        common.arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "after_dpo", args.output_dir)
-    print(f"DPO model written to {args.output_dir}")
-    return 0
+    return common.run_stage("dpo", [SmolDPOConfig, ModelConfig, ChatDataArguments], build_trainer, argv)

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from trl import ModelConfig, SFTConfig
 
-from smollm2_recipes import configs
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
@@ -78,24 +77,11 @@ def build_trainer(args, model_args, data_args):
     _ensure_assistant_mask(args, tokenizer)
     model = common.load_model(model_path, model_args, args)
     common.check_packed_attention(model, args)
-    if args.eval_strategy != "no" and eval_ds is None:
-        common.note("no eval split in the data (set dataset_test_split or test_split_size); evaluation is off.")
-        args.eval_strategy = "no"
+    common.eval_split_or_off(args, eval_ds)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=eval_ds, processing_class=tokenizer,
                          peft_config=common.peft_config(model_args))
     return trainer, tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, model_args, data_args = configs.parse([SmolSFTConfig, ModelConfig, ChatDataArguments], argv)
-    common.refuse_finished_output(args.output_dir)
-    trainer, tokenizer = build_trainer(args, model_args, data_args)
-    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
-    if args.arith_eval_samples and args.arith_eval_before:
-        common.arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "before_sft", args.output_dir)
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    common.save_final(trainer, tokenizer, args.output_dir)
-    if args.arith_eval_samples:
-        common.arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, "after_sft", args.output_dir)
-    print(f"SFT model written to {args.output_dir}")
-    return 0
+    return common.run_stage("sft", [SmolSFTConfig, ModelConfig, ChatDataArguments], build_trainer, argv)
