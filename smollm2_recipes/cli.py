@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curate train-classifier": ("smollm2_recipes.curation.classifier:main", "train an encoder + regression head on the scores"),
     "curate filter": ("smollm2_recipes.curation.filter:main", "keep documents whose classifier score passes a threshold"),
     "curate decontaminate": ("smollm2_recipes.curation.decontaminate:main", "remove n-gram overlaps with benchmark sets"),
+    "curate dedup": ("smollm2_recipes.curation.dedup:main", "MinHash near-duplicate removal (datatrove)"),
     "upload": ("smollm2_recipes.hub:upload_main", "write a model card and upload a folder to the Hub"),
     "export gguf": ("smollm2_recipes.hub:export_gguf_main", "export a model folder to GGUF"),
     "quickstart": ("smollm2_recipes.quickstart:main", "the whole SmolLM2 pipeline in miniature, offline"),

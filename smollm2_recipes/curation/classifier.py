@@ -35,6 +35,7 @@ class ClassifierArgs:
     per_device_train_batch_size: int = 16
     max_steps: int = -1
     seed: int = 42
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run (output_dir/metrics.json) instead of refusing"})
 
 
 def classification_metrics(pred: list[float], gold: list[float], threshold: int) -> dict[str, float]:
@@ -52,13 +53,23 @@ def classification_metrics(pred: list[float], gold: list[float], threshold: int)
 
 
 def load_classifier(path: str):
+    """(model, tokenizer) of a classifier folder or Hub id. A folder that is not there is named as such (not
+    reported by the Hub client as a malformed repo id)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = assets.resolve(path)
+    local = Path(path).expanduser()
+    looks_local = local.exists() or str(path).startswith((".", "/", "~")) or str(path).count("/") != 1
+    if looks_local and not local.is_dir():
+        raise UserError(f"Classifier folder '{path}' does not exist: train one with `smollm2 curate train-classifier` "
+                        "(it writes OUTPUT_DIR/model) or give a Hub id such as HuggingFaceFW/fineweb-edu-classifier.")
+    if looks_local and not (local / "config.json").is_file():
+        raise UserError(f"Classifier folder '{path}' has no config.json: point --classifier at train-classifier's OUTPUT_DIR/model.")
     try:
-        return AutoModelForSequenceClassification.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise UserError(f"Cannot load classifier '{path}': {err}") from err
+        return AutoModelForSequenceClassification.from_pretrained(str(local) if looks_local else path), \
+            AutoTokenizer.from_pretrained(str(local) if looks_local else path)
+    except (OSError, ValueError) as err:
+        raise UserError(f"Cannot load classifier '{path}': {str(err).splitlines()[0]}") from err
 
 
 def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length: int = 512, progress: bool = True) -> list[float]:
@@ -80,56 +91,68 @@ def main(argv: list[str]) -> int:
     (args,) = configs.parse([ClassifierArgs], argv, recipe_required=False)
     if not 0 < args.eval_fraction < 1:
         raise UserError(f"eval_fraction must be in (0, 1), got {args.eval_fraction}.")
+    for key in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_length"):
+        if getattr(args, key) <= 0:
+            raise UserError(f"{key} must be > 0, got {getattr(args, key)}.")
+    if not 0 <= args.threshold <= 5:
+        raise UserError(f"threshold must be in [0, 5], got {args.threshold}.")
     rows = runner.read_rows(assets.resolve(args.input), args.text_column)
     if args.score_column not in (rows[0] if rows else {}):
         raise UserError(f"Input '{args.input}' has no column '{args.score_column}'.")
     scored = [r for r in rows if r[args.score_column] is not None]
     if len(scored) < 4:
         raise UserError(f"Input '{args.input}' has {len(scored)} rows with a non-null '{args.score_column}'; at least 4 are needed.")
-    configs.save_resolved_config(args.output_dir, args)
 
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments, set_seed
 
-    set_seed(args.seed)
-    random.Random(args.seed).shuffle(scored)
-    n_eval = max(1, int(len(scored) * args.eval_fraction))
+    from smollm2_recipes.runkit import claim_output_dir, write_json_atomic
+
+    set_seed(args.seed)  # before the head is created: its initial weights are part of the run
     encoder = assets.resolve(args.encoder)
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=1, problem_type="regression")
-    if args.freeze_encoder:
-        base = getattr(model, model.base_model_prefix)
-        for p in base.parameters():
-            p.requires_grad = False
-
-    head = getattr(model, "classifier", None) or getattr(model, "score", None)
-    if isinstance(head, torch.nn.Linear) and head.bias is not None:  # start at the mean score: only the slope is left to learn
-        with torch.no_grad():
-            head.bias.fill_(sum(float(r[args.score_column]) for r in scored[n_eval:]) / max(len(scored) - n_eval, 1))
-
-    def encode(batch):
-        enc = tokenizer(batch[args.text_column], truncation=True, max_length=args.max_length)
-        enc["labels"] = [float(s) for s in batch[args.score_column]]
-        return enc
-
-    cols = [args.text_column, args.score_column]
-    ds = Dataset.from_list([{c: r[c] for c in cols} for r in scored])
-    ds = ds.map(encode, batched=True, remove_columns=cols)
-    train = ds.select(range(n_eval, len(ds)))  # the first n_eval rows are held out (scored below)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(encoder)
+        model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=1, problem_type="regression")
+    except (OSError, ValueError) as err:
+        raise UserError(f"Cannot load encoder '{args.encoder}': {str(err).splitlines()[0]}") from err
     out = Path(args.output_dir)
-    targs = TrainingArguments(output_dir=str(out / "checkpoints"), learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs,
-                              max_steps=args.max_steps, per_device_train_batch_size=args.per_device_train_batch_size, seed=args.seed,
-                              save_strategy="no", report_to=[], logging_steps=10, use_cpu=not torch.cuda.is_available())
-    trainer = Trainer(model=model, args=targs, train_dataset=train, processing_class=tokenizer)
-    trainer.train()
-    texts = [scored[i][args.text_column] for i in range(n_eval)]
-    pred = predict(model, tokenizer, texts, max_length=args.max_length, progress=False)
-    metrics = classification_metrics(pred, [float(scored[i][args.score_column]) for i in range(n_eval)], args.threshold)
-    metrics.update(train_rows=len(train), null_scores_skipped=len(rows) - len(scored))
-    trainer.save_model(str(out / "model"))  # model + tokenizer: `curate filter --classifier OUTPUT_DIR/model`
-    runner.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    print(json.dumps(metrics, indent=2), file=sys.stderr)
-    print(f"held-out accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['f1_macro']:.3f}  "
-          f"F1(score>={args.threshold}) {metrics[f'f1_binary_ge{args.threshold}']:.3f}  -> {out / 'model'}")
-    return 0
+    # everything above only read; from here on the run writes, and a finished run (metrics.json) is not replaced
+    with claim_output_dir(out, finished_marker="metrics.json", overwrite=args.overwrite):
+        configs.save_resolved_config(out, args)
+        random.Random(args.seed).shuffle(scored)
+        n_eval = max(1, int(len(scored) * args.eval_fraction))
+        if args.freeze_encoder:
+            base = getattr(model, model.base_model_prefix)
+            for p in base.parameters():
+                p.requires_grad = False
+
+        head = getattr(model, "classifier", None) or getattr(model, "score", None)
+        if isinstance(head, torch.nn.Linear) and head.bias is not None:  # start at the mean score: only the slope is left to learn
+            with torch.no_grad():
+                head.bias.fill_(sum(float(r[args.score_column]) for r in scored[n_eval:]) / max(len(scored) - n_eval, 1))
+
+        def encode(batch):
+            enc = tokenizer(batch[args.text_column], truncation=True, max_length=args.max_length)
+            enc["labels"] = [float(s) for s in batch[args.score_column]]
+            return enc
+
+        cols = [args.text_column, args.score_column]
+        ds = Dataset.from_list([{c: r[c] for c in cols} for r in scored])
+        ds = ds.map(encode, batched=True, remove_columns=cols)
+        train = ds.select(range(n_eval, len(ds)))  # the first n_eval rows are held out (scored below)
+        targs = TrainingArguments(output_dir=str(out / "checkpoints"), learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs,
+                                  max_steps=args.max_steps, per_device_train_batch_size=args.per_device_train_batch_size, seed=args.seed,
+                                  save_strategy="no", report_to=[], logging_steps=10, use_cpu=not torch.cuda.is_available())
+        trainer = Trainer(model=model, args=targs, train_dataset=train, processing_class=tokenizer)
+        trainer.train()
+        texts = [scored[i][args.text_column] for i in range(n_eval)]
+        pred = predict(model, tokenizer, texts, max_length=args.max_length, progress=False)
+        metrics = classification_metrics(pred, [float(scored[i][args.score_column]) for i in range(n_eval)], args.threshold)
+        metrics.update(train_rows=len(train), null_scores_skipped=len(rows) - len(scored))
+        trainer.save_model(str(out / "model"))  # model + tokenizer: `curate filter --classifier OUTPUT_DIR/model`
+        write_json_atomic(out / "metrics.json", metrics)  # last: marks the run finished
+        print(json.dumps(metrics, indent=2), file=sys.stderr)
+        print(f"held-out accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['f1_macro']:.3f}  "
+              f"F1(score>={args.threshold}) {metrics[f'f1_binary_ge{args.threshold}']:.3f}  -> {out / 'model'}")
+        return 0

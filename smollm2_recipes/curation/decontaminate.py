@@ -1,23 +1,24 @@
-"""`smollm2 curate decontaminate [RECIPE.yaml] --input DOCS ...`: drop documents that share a word
-n-gram with a benchmark (13-grams by default, the GPT-3 / FineWeb decontamination rule).
+"""`smollm2 curate decontaminate [RECIPE.yaml] --input DOCS ... [--executor local|slurm|ray --tasks N]`: drop
+documents that share a word n-gram with a benchmark (13-grams by default, the GPT-3 / FineWeb decontamination
+rule), as a datatrove pipeline: reader -> BenchmarkNgramFilter -> writer.
 
 Benchmarks: `embedded:humaneval` (prompts + canonical solutions), any local jsonl/json.gz/parquet, or a
 Hub dataset id (real runs; `id#config` for datasets with configs). A chat dataset works with
 `text_column: messages`. Writes the clean rows to `output_dir/data.jsonl`, the removed ones (with the
-benchmark, item and matching n-gram) to `removed.jsonl`, and counts to `report.json`.
+benchmark, item and matching n-gram) to `removed.jsonl`, and `kept` / `removed` counts to `report.json`.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from datatrove.pipeline.filters.base_filter import BaseFilter
+
 from smollm2_recipes import assets
+from smollm2_recipes.curation import pipeline
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.synth import runner
 
@@ -27,7 +28,7 @@ DEFAULT_BENCHMARK_COLUMNS = ["prompt", "canonical_solution", "question", "proble
 
 
 @dataclass
-class DecontaminateArgs:
+class DecontaminateArgs(pipeline.CurationRunArgs):
     input: str = field(default="recipes/synth/seeds/news.jsonl", metadata={"help": "documents: jsonl/parquet/folder/Hub id or embedded:corpus/NAME"})
     output_dir: str = "outputs/curation/decontaminated"
     benchmarks: list[str] = field(default_factory=lambda: ["embedded:humaneval"], metadata={"help": "benchmark sets: embedded:humaneval, files, Hub ids"})
@@ -35,14 +36,7 @@ class DecontaminateArgs:
     benchmark_split: str = "test"
     text_column: str = "text"
     ngram: int = 13
-    num_rows: Optional[int] = None
-
-
-def as_text(value) -> str:
-    """A document's text; a chat row's `messages` counts as the concatenation of its contents."""
-    if isinstance(value, list):
-        return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
-    return str(value)
+    num_rows: Optional[int] = field(default=None, metadata={"help": "read at most this many rows per task"})
 
 
 def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -70,34 +64,53 @@ def benchmark_index(names: list[str], columns: list[str], n: int, split: str) ->
     return index
 
 
+class BenchmarkNgramFilter(BaseFilter):
+    """Removes a document sharing a word n-gram with a benchmark; the removed row records which benchmark,
+    item and n-gram. The index is built once per task from the benchmark files (small: test sets)."""
+
+    name = "benchmark n-gram overlap"
+
+    def __init__(self, benchmarks: list[str], columns: list[str], n: int, split: str, exclusion_writer=None):
+        super().__init__(exclusion_writer=exclusion_writer)
+        self.benchmarks, self.columns, self.n, self.split = benchmarks, columns, n, split
+        self._index = None
+
+    def filter(self, doc):
+        if self._index is None:
+            self._index = benchmark_index(self.benchmarks, self.columns, self.n, self.split)
+        hit = next((gram for gram in ngrams(doc.text, self.n) if gram in self._index), None)
+        if hit is None:
+            return True
+        bench, item = self._index[hit]
+        doc.metadata.update(benchmark=bench, benchmark_item=item, ngram=" ".join(hit))
+        self.stat_update(f"removed_{bench}")
+        return False, f"overlap:{bench}"
+
+
 def main(argv: list[str]) -> int:
-    from tqdm.auto import tqdm
-
-    from smollm2_recipes import configs
-
-    (args,) = configs.parse([DecontaminateArgs], argv, recipe_required=False)
+    args, placement = pipeline.parse([DecontaminateArgs], argv)
     if args.ngram < 1:
         raise UserError(f"ngram must be >= 1, got {args.ngram}.")
     if not args.benchmarks:
         raise UserError("benchmarks is empty: name at least one (e.g. embedded:humaneval).")
-    rows = runner.read_rows(assets.resolve(args.input), args.text_column, limit=args.num_rows)
-    configs.save_resolved_config(args.output_dir, args)
-    index = benchmark_index(args.benchmarks, args.benchmark_columns, args.ngram, args.benchmark_split)
-    clean, removed, per_benchmark = [], [], Counter()
-    for i, row in enumerate(tqdm(rows, desc="decontaminating", unit="doc")):
-        hit = next((gram for gram in ngrams(as_text(row[args.text_column]), args.ngram) if gram in index), None)
-        if hit is None:
-            clean.append(row)
-            continue
-        bench, item = index[hit]
-        per_benchmark[bench] += 1
-        removed.append({"row": i, "benchmark": bench, "benchmark_item": item, "ngram": " ".join(hit), args.text_column: row[args.text_column]})
+    if args.num_rows is not None and args.num_rows < 1:
+        raise UserError(f"num_rows must be >= 1 (or unset for all rows), got {args.num_rows}.")
+    pipeline.check_text_column(args.input, args.text_column)
+    index = benchmark_index(args.benchmarks, args.benchmark_columns, args.ngram, args.benchmark_split)  # a bad benchmark fails here
     out = Path(args.output_dir)
-    runner.write_jsonl(out / "data.jsonl", clean)
-    runner.write_jsonl(out / "removed.jsonl", removed)
-    report = {"input_rows": len(rows), "kept_rows": len(clean), "removed_rows": len(removed), "ngram": args.ngram,
-              "benchmark_ngrams": len(index), "removed_per_benchmark": dict(per_benchmark)}
-    runner.atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2), file=sys.stderr)
-    print(f"removed {len(removed)}/{len(rows)} contaminated rows -> {out / 'data.jsonl'}")
+    step = BenchmarkNgramFilter(args.benchmarks, args.benchmark_columns, args.ngram, args.benchmark_split,
+                                exclusion_writer=pipeline.removed_writer(out))
+    extra = {"ngram": args.ngram, "benchmarks": args.benchmarks, "benchmark_ngrams": len(index)}
+    stages = [
+        pipeline.Stage("decontaminate", [pipeline.build_reader(args.input, args.text_column, args.num_rows), step,
+                                         pipeline.kept_writer(out)], placement.tasks),
+        pipeline.Stage("report", [pipeline.MergeAndReport(str(out), extra, args.merge_output)], 1),
+    ]
+    pipeline.run(out, args, placement, stages)
+    report = out / pipeline.FINISHED_MARKER
+    if report.exists():
+        import json
+
+        done = json.loads(report.read_text())
+        print(f"removed {done['removed']}/{done['documents']} contaminated rows -> {done['data']}")
     return 0
