@@ -36,9 +36,11 @@ def test_decontaminate_removes_a_humaneval_solution_and_reports_it(tmp_path):
     out = tmp_path / "clean"
     assert cli.run("curate decontaminate", ["--input", str(_write_jsonl(tmp_path / "docs.jsonl", docs)), "--output_dir", str(out)]) == 0
     report = json.loads((out / "report.json").read_text())
-    assert report["input_rows"] == 4 and report["removed_rows"] == 1 and report["kept_rows"] == 3
+    assert report["documents"] == 4 and report["removed"] == 1 and report["kept"] == 3
+    assert report["removed_by_reason"] == {"overlap:embedded:humaneval": 1}
     removed = _rows(out / "removed.jsonl")
-    assert removed[0]["row"] == 1 and removed[0]["benchmark"] == "embedded:humaneval" and removed[0]["benchmark_item"] == 7
+    assert removed[0]["doc_id"].endswith("/1") and removed[0]["benchmark"] == "embedded:humaneval" and removed[0]["benchmark_item"] == 7
+    assert removed[0]["text"] == docs[1]["text"] and len(removed[0]["ngram"].split()) == 13
     assert [r["text"] for r in _rows(out / "data.jsonl")] == [docs[0]["text"], docs[2]["text"], docs[3]["text"]]
     # a chat dataset is checked on its messages, against a local benchmark file too
     bench = _write_jsonl(tmp_path / "bench.jsonl", [{"question": "Natalia sold clips to 48 of her friends in April and then she sold half as many clips in May"}])
@@ -47,7 +49,8 @@ def test_decontaminate_removes_a_humaneval_solution_and_reports_it(tmp_path):
     out2 = tmp_path / "chat"
     assert cli.run("curate decontaminate", ["--input", str(_write_jsonl(tmp_path / "chats.jsonl", chats)), "--text_column", "messages",
                                             "--benchmarks", str(bench), "--output_dir", str(out2)]) == 0
-    assert json.loads((out2 / "report.json").read_text())["removed_rows"] == 1
+    assert json.loads((out2 / "report.json").read_text())["removed"] == 1
+    assert _rows(out2 / "data.jsonl") == [chats[1]]  # a kept chat row leaves as it came
     with pytest.raises(UserError, match="no column 'body'"):
         from smollm2_recipes.curation.decontaminate import main
 
@@ -88,7 +91,7 @@ def test_train_classifier_then_filter_keeps_the_educational_documents(tmp_path):
     assert cli.run("curate filter", ["--input", str(_write_jsonl(tmp_path / "docs.jsonl", docs)), "--classifier", str(cls_out / "model"),
                                      "--threshold", "3", "--output_dir", str(out)]) == 0
     report, kept = json.loads((out / "report.json").read_text()), _rows(out / "data.jsonl")
-    assert report["input_rows"] == 32 and report["kept_rows"] == len(kept)
+    assert report["documents"] == 32 and report["kept"] == len(kept) and report["removed"] == 32 - len(kept)
     assert report["retention"] == pytest.approx(len(kept) / 32)
     assert all(r["int_score"] >= 3 for r in kept)
     spam_kept = sum("BUY NOW" in r["text"] for r in kept)
@@ -98,7 +101,7 @@ def test_train_classifier_then_filter_keeps_the_educational_documents(tmp_path):
     out2 = tmp_path / "by_column"
     assert cli.run("curate filter", ["--input", str(data), "--score_column", "score", "--threshold", "4", "--output_dir", str(out2)]) == 0
     report2 = json.loads((out2 / "report.json").read_text())
-    assert report2["null_scores"] == 1 and report2["kept_rows"] == sum(1 for r in _scored_docs(32) if (r["score"] or 0) >= 4)
+    assert report2["removed_by_reason"]["no_score"] == 1 and report2["kept"] == sum(1 for r in _scored_docs(32) if (r["score"] or 0) >= 4)
 
 
 @pytest.mark.slow
@@ -136,9 +139,10 @@ def test_curation_recipes_parse():
     from smollm2_recipes.curation.annotate import AnnotateArgs
     from smollm2_recipes.curation.classifier import ClassifierArgs
     from smollm2_recipes.curation.decontaminate import DecontaminateArgs
+    from smollm2_recipes.curation.dedup import DedupArgs
     from smollm2_recipes.curation.filter import FilterArgs
 
-    kinds = {"annotate": AnnotateArgs, "classifier": ClassifierArgs, "filter": FilterArgs, "decontaminate": DecontaminateArgs}
+    kinds = {"annotate": AnnotateArgs, "classifier": ClassifierArgs, "filter": FilterArgs, "decontaminate": DecontaminateArgs, "dedup": DedupArgs}
     recipes = sorted((REPO / "recipes" / "curation").glob("*.yaml"))
     assert len(recipes) >= 8
     for path in recipes:

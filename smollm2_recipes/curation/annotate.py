@@ -50,17 +50,22 @@ class AnnotateArgs(runner.SynthArgs):
     prompt_style: str = field(default="fineweb-edu", metadata={"help": f"one of: {', '.join(PROMPT_STYLES)}"})
     max_chars: int = field(default=2000, metadata={"help": "characters of each document shown to the LLM"})
     temperature: float = 0.0
+    overwrite: bool = field(default=False, metadata={"help": "replace a finished run (output_dir/summary.json) instead of refusing"})
 
 
 def main(argv: list[str]) -> int:
     from distilabel.steps.tasks import TextGeneration
 
-    from smollm2_recipes import assets
+    from smollm2_recipes import assets, configs
+    from smollm2_recipes.runkit import claim_output_dir
     from smollm2_recipes.synth.backends import build_llm
 
-    (args,) = runner.parse_args([AnnotateArgs], argv)
+    (args,) = configs.parse([AnnotateArgs], argv)
+    runner.check_common(args)
     if args.prompt_style not in PROMPT_STYLES:
         raise UserError(f"Unknown prompt_style '{args.prompt_style}'. Valid: {', '.join(PROMPT_STYLES)}.")
+    if args.max_chars < 1:
+        raise UserError(f"max_chars must be >= 1, got {args.max_chars}.")
     docs = runner.read_rows(assets.resolve(args.input), args.text_column, limit=args.num_rows)
     template = PROMPT_STYLES[args.prompt_style]
     prompts = [{"instruction": template.format(text=str(d[args.text_column])[: args.max_chars]), "doc_index": i} for i, d in enumerate(docs)]
@@ -70,12 +75,15 @@ def main(argv: list[str]) -> int:
                         batch_size=args.batch_size, seed=args.seed, role="annotator")
         TextGeneration(name="annotator", llm=llm, input_batch_size=args.batch_size)
 
-    rows = runner.run_pipeline("smollm2-annotate", args, build, dataset=prompts)
-    tally, out = Tally(), []
-    for row in rows:
-        score, status = parse_score(row.get("generation"), 0, 5)
-        tally[status] += 1
-        out.append({args.text_column: docs[row["doc_index"]][args.text_column], "score": score, "annotation": row.get("generation")})
-    runner.save_outputs(args, out, {"scores": tally.summary(), "histogram": dict(sorted(Counter(r["score"] for r in out if r["score"] is not None).items())),
-                                    "prompt_style": args.prompt_style})
+    # validated; an unfinished run resumes from distilabel's cache, a finished one (summary.json) is kept unless --overwrite
+    with claim_output_dir(args.output_dir, finished_marker="summary.json", overwrite=args.overwrite):
+        configs.save_resolved_config(args.output_dir, args)
+        rows = runner.run_pipeline("smollm2-annotate", args, build, dataset=prompts)
+        tally, out = Tally(), []
+        for row in rows:
+            score, status = parse_score(row.get("generation"), 0, 5)
+            tally[status] += 1
+            out.append({args.text_column: docs[row["doc_index"]][args.text_column], "score": score, "annotation": row.get("generation")})
+        runner.save_outputs(args, out, {"scores": tally.summary(), "histogram": dict(sorted(Counter(r["score"] for r in out if r["score"] is not None).items())),
+                                        "prompt_style": args.prompt_style})
     return 0

@@ -10,6 +10,7 @@ benchmark, item and matching n-gram) to `removed.jsonl`, and `kept` / `removed` 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,12 @@ def benchmark_index(names: list[str], columns: list[str], n: int, split: str) ->
     return index
 
 
+@functools.lru_cache(maxsize=2)
+def cached_index(names: tuple[str, ...], columns: tuple[str, ...], n: int, split: str) -> dict[tuple[str, ...], tuple[str, int]]:
+    """Built once per task process and kept out of the step's attributes, which datatrove saves as JSON."""
+    return benchmark_index(list(names), list(columns), n, split)
+
+
 class BenchmarkNgramFilter(BaseFilter):
     """Removes a document sharing a word n-gram with a benchmark; the removed row records which benchmark,
     item and n-gram. The index is built once per task from the benchmark files (small: test sets)."""
@@ -72,16 +79,14 @@ class BenchmarkNgramFilter(BaseFilter):
 
     def __init__(self, benchmarks: list[str], columns: list[str], n: int, split: str, exclusion_writer=None):
         super().__init__(exclusion_writer=exclusion_writer)
-        self.benchmarks, self.columns, self.n, self.split = benchmarks, columns, n, split
-        self._index = None
+        self.benchmarks, self.columns, self.n, self.split = tuple(benchmarks), tuple(columns), n, split
 
     def filter(self, doc):
-        if self._index is None:
-            self._index = benchmark_index(self.benchmarks, self.columns, self.n, self.split)
-        hit = next((gram for gram in ngrams(doc.text, self.n) if gram in self._index), None)
+        index = cached_index(self.benchmarks, self.columns, self.n, self.split)
+        hit = next((gram for gram in ngrams(doc.text, self.n) if gram in index), None)
         if hit is None:
             return True
-        bench, item = self._index[hit]
+        bench, item = index[hit]
         doc.metadata.update(benchmark=bench, benchmark_item=item, ngram=" ".join(hit))
         self.stat_update(f"removed_{bench}")
         return False, f"overlap:{bench}"
@@ -96,7 +101,7 @@ def main(argv: list[str]) -> int:
     if args.num_rows is not None and args.num_rows < 1:
         raise UserError(f"num_rows must be >= 1 (or unset for all rows), got {args.num_rows}.")
     pipeline.check_text_column(args.input, args.text_column)
-    index = benchmark_index(args.benchmarks, args.benchmark_columns, args.ngram, args.benchmark_split)  # a bad benchmark fails here
+    index = cached_index(tuple(args.benchmarks), tuple(args.benchmark_columns), args.ngram, args.benchmark_split)  # a bad benchmark fails here
     out = Path(args.output_dir)
     step = BenchmarkNgramFilter(args.benchmarks, args.benchmark_columns, args.ngram, args.benchmark_split,
                                 exclusion_writer=pipeline.removed_writer(out))

@@ -120,10 +120,16 @@ def check_text_column(input: str, text_column: str) -> None:
     build_reader(input, text_column)  # a path that does not exist fails here
     if not (Path(assets.resolve(input)).exists() or str(input).startswith(assets.PREFIX)):
         return  # a Hub dataset: checked when it streams
+    from loguru import logger  # datatrove's logger: a check of one row should not print reader progress
+
     first = None
-    for doc in build_reader(input, text_column, limit=1, adapter=_probe_row).run():
-        first = doc.metadata[ROW]
-        break
+    logger.disable("datatrove")
+    try:
+        for doc in build_reader(input, text_column, limit=1, adapter=_probe_row).run():
+            first = doc.metadata[ROW]
+            break
+    finally:
+        logger.enable("datatrove")
     if first is None:
         raise UserError(f"Input '{input}' has no rows.")
     if text_column not in first:
