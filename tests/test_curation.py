@@ -3,6 +3,7 @@ with a retention report, and n-gram decontamination against the embedded HumanEv
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 import random
@@ -149,3 +150,8 @@ def test_curation_recipes_parse():
         cls = next(c for k, c in kinds.items() if k in path.stem)
         (args,) = configs.parse([cls], [str(path)])
         assert args.output_dir
+        if getattr(args, "executor", None):  # the full-size recipes run on Slurm by changing only --executor
+            from smollm2_recipes import executors
+
+            slurm, _ = executors.settings_from_args(argparse.Namespace(), args.executor)
+            assert executors.check_executor("slurm", tasks=8, workers=None, slurm=slurm, dry_run=True)[0].partition

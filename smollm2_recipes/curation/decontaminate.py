@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
                                 exclusion_writer=pipeline.removed_writer(out))
     extra = {"ngram": args.ngram, "benchmarks": args.benchmarks, "benchmark_ngrams": len(index)}
     stages = [
-        pipeline.Stage("decontaminate", [pipeline.build_reader(args.input, args.text_column, args.num_rows), step,
+        pipeline.Stage("decontaminate", [pipeline.build_reader(args.input, args.text_column, args.num_rows, hub_options=args.input_options), step,
                                          pipeline.kept_writer(out)], placement.tasks),
         pipeline.Stage("report", [pipeline.MergeAndReport(str(out), extra, args.merge_output)], 1),
     ]

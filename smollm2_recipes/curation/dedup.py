@@ -78,7 +78,7 @@ def stages(args: DedupArgs, tasks: int) -> list[pipeline.Stage]:
                            hash_config=HashConfig(precision=args.hash_bits, hash_fc="sha1"))
 
     def reader():  # stages 1 and 4 must see the same documents in the same order per task (ids are positions)
-        return pipeline.build_reader(args.input, args.text_column, args.num_rows)
+        return pipeline.build_reader(args.input, args.text_column, args.num_rows, hub_options=args.input_options)
 
     extra = {"ngram": args.ngram, "num_buckets": args.num_buckets, "hashes_per_bucket": args.hashes_per_bucket}
     return [

@@ -106,7 +106,7 @@ def main(argv: list[str]) -> int:
                               exclusion_writer=pipeline.removed_writer(out))
     extra = {"threshold": args.threshold, "scored_by": args.classifier or f"column {args.score_column}"}
     stages = [
-        pipeline.Stage("filter", [pipeline.build_reader(args.input, args.text_column, args.num_rows), step, pipeline.kept_writer(out)],
+        pipeline.Stage("filter", [pipeline.build_reader(args.input, args.text_column, args.num_rows, hub_options=args.input_options), step, pipeline.kept_writer(out)],
                        placement.tasks),
         pipeline.Stage("report", [pipeline.MergeAndReport(str(out), extra, args.merge_output, histogram_key="int_score",
                                                           throughput=("filter", str(step)) if args.classifier else None)], 1),

@@ -44,6 +44,7 @@ class CurationRunArgs:
     the recipe's `executor:` block holds the cluster settings (`{slurm: {partition: ...}, ray: {...}}`)."""
 
     executor: dict = field(default_factory=dict, metadata={"help": "cluster settings: {slurm: {partition, time, ...}, ray: {address, ...}}"})
+    input_options: dict = field(default_factory=dict, metadata={"help": "extra datasets.load_dataset options for a Hub input, e.g. {data_dir: python}"})
     overwrite: bool = field(default=False, metadata={"help": "replace a finished run in output_dir (refused otherwise)"})
     merge_output: bool = field(default=True, metadata={"help": "merge the per-task parts into output_dir/data.jsonl "
                                                                 "(at full scale keep false: parts/kept/ is the dataset)"})
@@ -89,7 +90,8 @@ def _local_files(path: Path) -> tuple[str, list[str]]:
     return ("parquet", parquet) if parquet else ("jsonl", jsonl)
 
 
-def build_reader(input: str, text_column: str, limit: Optional[int] = None, split: str = "train", adapter=_row_to_document) -> PipelineStep:
+def build_reader(input: str, text_column: str, limit: Optional[int] = None, split: str = "train", adapter=_row_to_document,
+                 hub_options: dict | None = None) -> PipelineStep:
     """A datatrove reader for a local jsonl/parquet file or folder, `embedded:corpus/NAME` (its train split) or a
     Hub dataset id (`id` or `id#config`, streamed). Raises UserError for an input that cannot exist."""
     kwargs = dict(text_key=text_column, adapter=adapter, limit=-1 if limit is None else limit)
@@ -111,7 +113,8 @@ def build_reader(input: str, text_column: str, limit: Optional[int] = None, spli
         raise UserError(f"Input '{input}' does not exist (expected a jsonl/parquet file or folder, embedded:corpus/NAME, "
                         "or a Hub dataset id such as HuggingFaceFW/fineweb-edu).")
     hub_id, _, config = str(input).partition("#")
-    return HuggingFaceDatasetReader(hub_id, dataset_options={"split": split, **({"name": config} if config else {})},
+    options = {"split": split, **({"name": config} if config else {}), **(hub_options or {})}
+    return HuggingFaceDatasetReader(hub_id, dataset_options=options,
                                     streaming=True, doc_progress=True, **kwargs)
 
 
