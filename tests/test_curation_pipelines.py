@@ -254,3 +254,31 @@ def test_annotate_and_train_classifier_refuse_a_finished_folder(tmp_path, capsys
     assert re.search(message, capsys.readouterr().err) and _digests(out) == before
     assert cli.run(command, common) == 2
     assert "holds a finished run" in capsys.readouterr().err and _digests(out) == before
+
+
+@pytest.mark.slow
+def test_decontaminate_on_a_local_ray_instance_matches_the_local_executor(tmp_path):
+    """--executor ray with no address starts a Ray instance on this machine; the tasks run as Ray tasks and
+    write the same result as the local executor (decontaminate: two stages, so Ray's per-stage start-up stays short)."""
+    import gzip
+
+    import ray
+
+    from smollm2_recipes import assets
+
+    problem = json.loads(gzip.open(assets.resolve("embedded:humaneval"), "rt").readline())
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for part, texts in enumerate([_prose(3, words=40), _prose(5, words=40)[3:] + [problem["prompt"] + problem["canonical_solution"]]]):
+        _write_jsonl(docs / f"part{part}.jsonl", [{"text": t} for t in texts])
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    try:
+        assert cli.run("curate decontaminate", ["--input", str(docs), "--output_dir", str(local)]) == 0
+        assert cli.run("curate decontaminate", ["--input", str(docs), "--output_dir", str(on_ray), "--executor", "ray"]) == 0
+        assert ray.is_initialized()
+    finally:
+        ray.shutdown()
+    assert _report(on_ray)["removed"] == 1 and _report(on_ray)["kept"] == 5
+    for name in ("data.jsonl", "removed.jsonl"):
+        assert (on_ray / name).read_bytes() == (local / name).read_bytes()
+    assert json.loads((on_ray / "logs" / "decontaminate" / "executor.json").read_text())["tasks"] == 2  # one task per input file

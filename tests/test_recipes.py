@@ -52,9 +52,11 @@ def _types(path: Path):
         from smollm2_recipes.curation.annotate import AnnotateArgs
         from smollm2_recipes.curation.classifier import ClassifierArgs
         from smollm2_recipes.curation.decontaminate import DecontaminateArgs
+        from smollm2_recipes.curation.dedup import DedupArgs
         from smollm2_recipes.curation.filter import FilterArgs
 
-        kinds = {"annotate": AnnotateArgs, "classifier": ClassifierArgs, "filter": FilterArgs, "decontaminate": DecontaminateArgs}
+        kinds = {"annotate": AnnotateArgs, "classifier": ClassifierArgs, "filter": FilterArgs, "decontaminate": DecontaminateArgs,
+                 "dedup": DedupArgs}
         return [next(cls for key, cls in kinds.items() if key in path.stem)]
     raise AssertionError(f"no parser known for recipes/{rel}: add it to this test")
 

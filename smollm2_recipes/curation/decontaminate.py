@@ -40,12 +40,14 @@ class DecontaminateArgs(pipeline.CurationRunArgs):
     num_rows: Optional[int] = field(default=None, metadata={"help": "read at most this many rows per task"})
 
 
-def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    """Lower-cased word n-grams; a text shorter than n words gives its whole token sequence as one gram."""
+def ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    """Lower-cased word n-grams, each once, in the order they occur (so the n-gram reported for a removed
+    document is its first match, the same in every process: a set's order changes with PYTHONHASHSEED).
+    A text shorter than n words gives its whole token sequence as one gram."""
     tokens = TOKEN_RE.findall(text.lower())
     if len(tokens) < n:
-        return {tuple(tokens)} if tokens else set()
-    return {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
+        return [tuple(tokens)] if tokens else []
+    return list(dict.fromkeys(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)))
 
 
 def benchmark_index(names: list[str], columns: list[str], n: int, split: str) -> dict[tuple[str, ...], tuple[str, int]]:

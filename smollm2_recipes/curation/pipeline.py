@@ -118,6 +118,17 @@ def build_reader(input: str, text_column: str, limit: Optional[int] = None, spli
                                     streaming=True, doc_progress=True, **kwargs)
 
 
+def default_tasks(input: str) -> int:
+    """One task per file of a local folder (datatrove shards tasks by file), else 1."""
+    local = Path(assets.resolve(input)) if not str(input).startswith(assets.PREFIX + "corpus/") else None
+    if local is not None and local.is_dir():
+        try:
+            return max(1, len(_local_files(local)[1]))
+        except UserError:
+            return 1  # the reader's own check names the problem
+    return 1
+
+
 def check_text_column(input: str, text_column: str) -> None:
     """Fail before anything is written when a local input's first row lacks `text_column`."""
     build_reader(input, text_column)  # a path that does not exist fails here
@@ -243,14 +254,16 @@ class Placement:
 def parse(types: list[type], argv: list[str]):
     """(parsed dataclasses..., Placement): the executor flags are read by executors.add_executor_args, the rest
     by configs.parse (recipe + --key value). Nothing is written."""
-    flags = argparse.ArgumentParser(add_help=False)
+    flags = argparse.ArgumentParser(prog="where it runs", usage="%(prog)s", add_help=False)
     executors.add_executor_args(flags)
+    if {"-h", "--help"} & set(argv):
+        flags.print_help()  # the recipe keys follow, printed by configs.parse
     ex, rest = flags.parse_known_args(argv)
     if ex.logging_dir is not None:
         raise UserError("--logging_dir is fixed for curation: each stage logs under OUTPUT_DIR/logs/<stage> (drop the flag).")
     parsed = configs.parse(types, rest, recipe_required=False)
     slurm, ray = executors.settings_from_args(ex, parsed[0].executor)
-    tasks = 1 if ex.tasks is None else ex.tasks
+    tasks = default_tasks(parsed[0].input) if ex.tasks is None else ex.tasks
     executors.check_executor(ex.executor, tasks=tasks, workers=ex.workers, slurm=slurm, ray=ray, dry_run=ex.dry_run)
     return (*parsed, Placement(ex.executor, tasks, ex.workers, ex.dry_run, slurm, ray))
 
@@ -285,6 +298,10 @@ def run(out: Path, args, placement: Placement, stages: list[Stage]) -> None:
 
     settings = settings_of(args, placement)
     check_resumable(out, settings)
+    if placement.dry_run and placement.executor != "slurm":  # a plan only: nothing is claimed or written
+        print("dry run: stages " + ", ".join(f"{s.name} ({s.tasks} task{'s' * (s.tasks > 1)})" for s in stages)
+              + f" on {placement.executor}; nothing ran.")
+        return
     import yaml
 
     with claim_output_dir(out, finished_marker=FINISHED_MARKER, overwrite=args.overwrite):
@@ -309,13 +326,10 @@ def _launch(out: Path, placement: Placement, stages: list[Stage]) -> None:
         if built:
             executor.depends = built[-1]  # datatrove runs (local, Ray) or submits with afterok (Slurm) the dependency first
         built.append(executor)
-    if placement.dry_run:
-        if placement.executor == "slurm":
-            scripts = [executors.write_slurm_script(e) for e in built]
-            print("sbatch scripts, one per stage; submit each after the previous one finished "
-                  "(sbatch --dependency=afterok:JOBID):\n" + "\n".join(f"  {s}" for s in scripts))
-        else:
-            print("dry run: stages " + ", ".join(f"{s.name} ({s.tasks} task{'s' * (s.tasks > 1)})" for s in stages) + "; nothing ran.")
+    if placement.dry_run:  # Slurm: the scripts sbatch would get, written for the user to submit
+        scripts = [executors.write_slurm_script(e) for e in built]
+        print("sbatch scripts, one per stage; submit each after the previous one finished "
+              "(sbatch --dependency=afterok:JOBID):\n" + "\n".join(f"  {s}" for s in scripts))
         return
     executors.run_executor(built[-1], kind=placement.executor, ray=placement.ray)
     if placement.executor == "slurm":
