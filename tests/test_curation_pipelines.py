@@ -107,6 +107,7 @@ def test_dedup_resumes_only_a_lost_task_and_matches_an_uninterrupted_run(tmp_pat
     assert _digests(resumed) == before
 
 
+@pytest.mark.slow  # ~30 s on a busy 2-core machine, most of it importing and loading transformers
 def test_filter_scores_in_batches_with_a_classifier_and_reports_docs_per_s(tmp_path, base_tokenizer_path):
     """A tiny randomly initialised BERT regressor stands in for the trained classifier: the pipeline, not
     the quality of the scores, is under test (train-classifier's own test checks the scores)."""
@@ -221,6 +222,18 @@ def test_missing_classifier_folder_is_named(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert cli.run("curate filter", ["--input", str(docs), "--classifier", str(tmp_path / "empty"), "--output_dir", str(out)]) == 2
     assert "has no config.json" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.parametrize("command", ["curate filter", "curate decontaminate", "curate dedup"])
+def test_an_output_dir_that_is_a_file_is_refused_and_left_alone(tmp_path, capsys, command):
+    docs = _write_jsonl(tmp_path / "docs.jsonl", [{"text": "one document", "score": 3}])
+    target = tmp_path / "results.txt"
+    target.write_text("precious\n")
+    extra = ["--score_column", "score"] if command == "curate filter" else []
+    assert cli.run(command, ["--input", str(docs), "--output_dir", str(target), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and str(target) in err[-1]
+    assert target.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == ["docs.jsonl", "results.txt"]
 
 
 def test_slurm_dry_run_writes_one_sbatch_script_per_stage(tmp_path, capsys):
