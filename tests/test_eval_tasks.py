@@ -109,6 +109,17 @@ def test_unreachable_dataset_is_named_before_any_model_loads(tmp_path, micro_mod
     assert not out.exists()  # refused before anything ran or was written
 
 
+@pytest.mark.parametrize("flag, value, words", [("--dtype", "bf16", ["bf16", "bfloat16, float16, float32"]),
+                                                ("--max_length", "0", ["max_length", "0"])])
+def test_bad_dtype_or_window_is_refused_before_anything_is_written(micro_model_dir, tmp_path, capsys, flag, value, words):
+    from smollm2_recipes.cli import run
+
+    out = tmp_path / "out"
+    assert run("eval", [micro_model_dir, "--tasks", "chat", flag, value, "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words) and not out.exists()
+
+
 def test_collect_maps_lighteval_results_to_our_tasks():
     results = {  # the shape of lighteval's final dict ("task|shots" written "task:shots")
         "smollm2_arc:easy:0": {"acc_norm": 0.6, "acc_norm_stderr": 0.01},
