@@ -79,6 +79,15 @@ def test_task_string_resolves_in_lightevals_registry():
             assert set(bench.metrics) <= set(reported), (name, reported)
 
 
+def test_loading_script_dataset_is_named_with_the_way_out(tmp_path):
+    """datasets >= 4 runs no loading script: a copy (or pinned revision) that is one is refused by name."""
+    script = tmp_path / "ybisk" / "piqa" / "piqa.py"
+    script.parent.mkdir(parents=True)
+    script.write_text("import datasets\n")
+    with pytest.raises(UserError, match="ybisk/piqa.*loading-script dataset.*refs/convert/parquet"):
+        bridge.check_datasets([("piqa", 0)], offline=True, datasets_dir=str(tmp_path))
+
+
 def test_ifeval_without_its_checker_is_refused_before_anything_runs():
     """lighteval's IFEval checks need langdetect, and offline nltk's punkt data: either missing is named."""
     import importlib.util
@@ -185,6 +194,14 @@ def test_lighteval_pipeline_runs_on_a_local_dataset_copy(micro_model_dir, tmp_pa
     theirs = json.loads(saved.read_text())["results"]
     per_subset = [theirs[f"smollm2_arc:{s}|0"]["acc_norm"] for s in ("easy", "challenge")]
     assert arc["subtasks"] == 2 and arc["acc_norm"] == pytest.approx(sum(per_subset) / 2)
+    import pyarrow.parquet as pq
+
+    (details,) = (out / "lighteval" / "details").rglob("details_smollm2_arc:easy*.parquet")
+    docs = sorted((row["doc"] for row in pq.read_table(details).to_pylist()), key=lambda d: d["query"])
+    # the paper's ARC prompt: "Question: ...\nAnswer:" scored against " choice", gold from answerKey
+    assert [(d["query"], d["choices"], d["gold_index"]) for d in docs] == [
+        ("Question: What do plants need to make food?\nAnswer:", [" sunlight", " sand", " plastic"], 0),
+        ("Question: Which is a liquid at room temperature?\nAnswer:", [" iron", " water", " wood"], 1)]
 
 
 def test_generative_task_runs_on_a_local_dataset_copy(micro_model_dir, tmp_path, capsys):

@@ -212,6 +212,9 @@ def check_datasets(specs: list[tuple[str, int]], offline: bool | None = None, da
             except Exception as err:  # datasets raises ConnectionError, FileNotFoundError, DatasetNotFoundError...
                 where = ("the Hugging Face Hub is not reachable from this machine and the Hugging Face cache "
                          f"({datasets.config.HF_DATASETS_CACHE}) has no copy") if offline else "the Hub refused it"
+                if "scripts are no longer supported" in str(err):  # datasets >= 4 runs no loading script
+                    where = (f"{f'its pinned revision {revision}' if revision else 'that copy'} is a loading-script dataset, "
+                             "which datasets >= 4 cannot run; a parquet copy (the Hub's refs/convert/parquet) serves as a local copy")
                 raise UserError(
                     f"lighteval task '{task}' needs the dataset '{repo}' (subset '{subset}'), which could not be "
                     f"reached: {where} ({type(err).__name__}: {str(err).splitlines()[0][:200]}). Fix: run where "

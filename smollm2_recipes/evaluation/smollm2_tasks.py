@@ -22,6 +22,9 @@ Deliberate differences, each forced by lighteval 0.13 (and each checked by tests
   so the same pinned revision);
 - few-shot examples are joined by lighteval 0.13 as `query + " " + gold.strip()` (ea46419a: `query + gold`):
   the same text for GSM8K's " answer" golds, one more space after BBH's "Answer: ".
+The smollm file marked HellaSwag, WinoGrande, PIQA, TriviaQA and BBH `trust_dataset=True` (loading scripts
+at those revisions, which `datasets` >= 4 no longer runs); where a pinned revision has no data files, `smollm2
+eval` says so before loading the model and a parquet copy passed with --datasets_dir serves instead.
 This module imports lighteval and numpy only, so lighteval can load it from its path.
 """
 
