@@ -175,6 +175,30 @@ def test_ifeval_prompt_carries_the_instructions():
     assert tasks.mean_over_instructions([[True, False], [True], [False, False, True]]) == pytest.approx(3 / 6)
 
 
+def test_ifeval_scores_strict_and_loose_with_lightevals_checks(monkeypatch):
+    """The four IFEval accuracies from lighteval's own instruction checks (imported on first use). Its module
+    fetches nltk's punkt data when imported; these two instructions need none, so the download (which this
+    offline machine cannot make) is replaced by a refusal."""
+    pytest.importorskip("langdetect")
+    import nltk
+
+    monkeypatch.setattr(nltk, "download", lambda *args, **kwargs: False)
+    doc = render("ifeval", {"key": 1, "prompt": "Write about rain. Do not use any commas. Answer in lowercase only.",
+                            "instruction_id_list": ["punctuation:no_comma", "change_case:english_lowercase"],
+                            "kwargs": [{}, {}]})
+
+    def score(text):
+        return tasks.IFEVAL.sample_level_fn.compute(doc=doc, model_response=ModelResponse(text=[text]))
+
+    assert score("rain falls softly on the roof") == {"prompt_level_strict_acc": 1, "inst_level_strict_acc": [True, True],
+                                                      "prompt_level_loose_acc": 1, "inst_level_loose_acc": [True, True]}
+    assert score("Rain falls, softly")["inst_level_strict_acc"] == [False, False]
+    # loose scoring also tries the answer without its first line: the preamble alone breaks "lowercase"
+    preamble = score("Sure!\nrain falls softly")
+    assert (preamble["prompt_level_strict_acc"], preamble["inst_level_strict_acc"]) == (0, [True, False])
+    assert (preamble["prompt_level_loose_acc"], preamble["inst_level_loose_acc"]) == (1, [True, True])
+
+
 def test_acc_norm_does_not_count_the_leading_space():
     """The paper's `loglikelihood_acc_norm_nospace`: " a" (1 char) at -1.0 vs " bbb" (3 chars) at -2.5 picks
     " bbb" (-0.83 > -1.0); counting the space would pick " a" (-0.5 > -0.625)."""
