@@ -186,6 +186,7 @@ def test_lighteval_pipeline_runs_on_a_local_dataset_copy(micro_model_dir, tmp_pa
 
     _local_arc(tmp_path / "datasets")
     out = tmp_path / "eval"
+    model_files = sorted(p.name for p in Path(micro_model_dir).iterdir())
     rc = run("eval", [micro_model_dir, "--tasks", "arc", "--datasets_dir", str(tmp_path / "datasets"), "--limit", "2",
                       "--output_dir", str(out), "--json"])
     assert rc == 0
@@ -194,6 +195,9 @@ def test_lighteval_pipeline_runs_on_a_local_dataset_copy(micro_model_dir, tmp_pa
     theirs = json.loads(saved.read_text())["results"]
     per_subset = [theirs[f"smollm2_arc:{s}|0"]["acc_norm"] for s in ("easy", "challenge")]
     assert arc["subtasks"] == 2 and arc["acc_norm"] == pytest.approx(sum(per_subset) / 2)
+    # lighteval's prediction cache went to the run's folder, not into the model folder
+    assert sorted(p.name for p in Path(micro_model_dir).iterdir()) == model_files
+    assert list((out / "lighteval" / "model").rglob("LOGPROBS.parquet"))
     import pyarrow.parquet as pq
 
     (details,) = (out / "lighteval" / "details").rglob("details_smollm2_arc:easy*.parquet")

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import importlib.util
 import os
+import shutil
 import socket
 import sys
 from dataclasses import dataclass
@@ -248,6 +249,25 @@ def collect(results: dict, specs: list[tuple[str, int]]) -> dict[str, dict[str, 
     return out
 
 
+def fresh_model_view(model_path: str, run_dir: Path) -> tuple[str, Path]:
+    """(model name for lighteval, its sample-cache folder), both fresh under `run_dir`. lighteval 0.13 caches
+    every prediction under `cache_dir / model_name / hash(model config)`: a folder's absolute path discards
+    cache_dir, so the cache would land inside the model folder, and the hash ignores the weights, so a
+    folder retrained in place would be scored with the old model's cached answers. A folder is therefore
+    shown to lighteval as a new folder of links to its files, and the cache starts empty each run."""
+    cache = run_dir / "cache"
+    view = run_dir / "model"
+    for folder in (cache, view):
+        shutil.rmtree(folder, ignore_errors=True)
+    if not os.path.isdir(model_path):  # a Hub id: cached under cache/<owner>/<name>/
+        return model_path, cache
+    view.mkdir(parents=True)
+    for item in Path(model_path).iterdir():
+        if item.is_file():
+            (view / item.name).symlink_to(item.resolve())
+    return str(view), cache
+
+
 def run_lighteval(model_path: str, specs: list[tuple[str, int]], output_dir: str, limit: int | None = None,
                   batch_size: int = 8, use_chat_template: bool | None = None, offline: bool | None = None,
                   datasets_dir: str | None = None, dtype: str = "bfloat16", max_length: int | None = None) -> dict:
@@ -272,7 +292,9 @@ def run_lighteval(model_path: str, specs: list[tuple[str, int]], output_dir: str
     options = {} if use_chat_template is None else {"override_chat_template": use_chat_template}  # None: lighteval decides
     if max_length is not None:
         options["max_length"] = max_length
-    config = TransformersModelConfig(model_name=model_path, batch_size=batch_size, dtype=dtype, device=device, **options)
+    model_name, cache = fresh_model_view(model_path, Path(output_dir) / "lighteval")
+    config = TransformersModelConfig(model_name=model_name, batch_size=batch_size, dtype=dtype, device=device,
+                                     cache_dir=str(cache), **options)
     params = PipelineParameters(launcher_type=ParallelismManager.NONE, custom_tasks_directory=str(CUSTOM_TASKS),
                                 max_samples=limit)
     tracker = EvaluationTracker(output_dir=str(Path(output_dir) / "lighteval"), save_details=True)
