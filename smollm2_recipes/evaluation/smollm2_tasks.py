@@ -20,8 +20,9 @@ Deliberate differences, each forced by lighteval 0.13 (and each checked by tests
   out, the prompt sent is exactly the paper's query (the instruction was the query's own first line, or "");
 - ARC is read from `allenai/ai2_arc`, the Hub's current name of the file's `ai2_arc` (the same repository,
   so the same pinned revision);
-- few-shot examples are joined by lighteval 0.13 as `query + " " + gold.strip()` (ea46419a: `query + gold`):
-  the same text for GSM8K's " answer" golds, one more space after BBH's "Answer: ".
+- without a chat template, lighteval 0.13 writes a few-shot example as `query + " " + gold.strip()`
+  (ea46419a: `query + gold`): the same text for GSM8K's " answer" golds, one more space after BBH's
+  "Answer: "; with the chat template (the instruct suite, where BBH runs) the turns are identical.
 The smollm file marked HellaSwag, WinoGrande, PIQA, TriviaQA and BBH `trust_dataset=True` (loading scripts
 at those revisions, which `datasets` >= 4 no longer runs); where a pinned revision has no data files, `smollm2
 eval` says so before loading the model and a parquet copy passed with --datasets_dir serves instead.
