@@ -165,6 +165,24 @@ def test_bbh_prompt():
     assert (doc.query, doc.choices, doc.gold_index) == ("Question: not ( True ) and ( True ) is\nAnswer: ", ["False"], 0)
 
 
+def test_bbh_three_shot_chat_turns_are_the_papers(instruct_model_path):
+    """The instruct suite runs BBH 3-shot with the chat template: each example is a user turn (the query) and
+    an assistant turn (the target), as ea46419a built them, then the question; lighteval 0.13 renders that."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(instruct_model_path)
+    rows = [{"input": f"not ( {a} ) is", "target": str(not a)} for a in (True, False, True, False)]
+    docs = [render("bbh:boolean_expressions", row) for row in rows]
+    target = docs[3]
+    target.fewshot_samples = docs[:3]
+    turns = []
+    for row in rows[:3]:
+        turns += [{"role": "user", "content": f"Question: {row['input']}\nAnswer: "}, {"role": "assistant", "content": row["target"]}]
+    turns.append({"role": "user", "content": "Question: not ( False ) is\nAnswer: "})
+    expected = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    assert PromptManager(use_chat_template=True, tokenizer=tokenizer).prepare_prompt(target) == expected
+
+
 def test_ifeval_prompt_carries_the_instructions():
     line = {"key": 1000, "prompt": "Write a haiku about rain. Do not use any commas.",
             "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
