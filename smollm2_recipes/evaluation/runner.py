@@ -14,6 +14,9 @@ from smollm2_recipes.errors import UserError
 from smollm2_recipes.evaluation.tasks import TaskSpec, check_available, parse_tasks
 
 
+DTYPES = ("bfloat16", "float16", "float32")
+
+
 @dataclass
 class EvalConfig:
     """`smollm2 eval` options; a recipe (recipes/eval/*.yaml) sets the same keys."""
@@ -28,6 +31,10 @@ class EvalConfig:
     batch_size: int = field(default=8, metadata={"help": "generation / scoring batch size"})
     seed: int = field(default=42)
     use_chat_template: bool | None = field(default=None, metadata={"help": "default: when the tokenizer has one"})
+    dtype: str = field(default="bfloat16", metadata={"help": "lighteval tasks' model dtype on a GPU (bfloat16, as the paper; "
+                                                                  "float16, float32); a CPU always runs float32"})
+    max_length: int | None = field(default=None, metadata={"help": "lighteval tasks: prompt + generation cap in tokens "
+                                                                   "(the paper: 2048); default: the model's own"})
     datasets_dir: str | None = field(default=None, metadata={"help": "local dataset copies: <dir>/<owner>/<name> replaces that Hub dataset"})
     max_new_tokens: int = field(default=256, metadata={"help": "humaneval completion length"})
     humaneval_timeout: float = field(default=5.0, metadata={"help": "seconds per HumanEval problem"})
@@ -109,7 +116,8 @@ def evaluate_model(model: str, specs: list[TaskSpec], config: EvalConfig, output
         from smollm2_recipes.evaluation.lighteval_bridge import run_lighteval
 
         scores = run_lighteval(model, [(s.name, s.shots) for s in bench], str(output_dir), config.limit,
-                               config.batch_size, config.use_chat_template, datasets_dir=config.datasets_dir)
+                               config.batch_size, config.use_chat_template, datasets_dir=config.datasets_dir,
+                               dtype=config.dtype, max_length=config.max_length)
         tasks.update({s.name: scores.get(s.name, {}) for s in bench})
     if offline:
         from smollm2_recipes.models import load_pretrained
@@ -135,6 +143,10 @@ def evaluate(config: EvalConfig) -> dict:
 
     specs = parse_tasks(config.tasks)
     check_available(specs)
+    if config.dtype not in DTYPES:
+        raise UserError(f"--dtype '{config.dtype}' is not one of {', '.join(DTYPES)}.")
+    if config.max_length is not None and config.max_length < 1:
+        raise UserError(f"--max_length must be a positive number of tokens, got {config.max_length}.")
     path = resolve(config.model)
     found = ck.find_checkpoints(path, inside_model_folder=config.each_checkpoint)
     if config.each_checkpoint and not found:
