@@ -43,7 +43,7 @@ def test_token_shares_within_one_point_over_a_million_tokens(files, tmp_path):
     weights = {"prose": 0.55, "math": 0.35, "small": 0.10}
     args = DataArguments(seq_len=512, stages=[{"name": "s", "tokens": 1_048_576, "sources": [
         source(n, files[n], w) for n, w in weights.items()]}])
-    tokenize_recipe(args, tmp_path / "shards", tokenizer(), progress=False)
+    tokenize_recipe(args, tmp_path / "shards", tokenizer())
     args.shards_dir = str(tmp_path / "shards")
     stream = build_stream(args, tokenizer())
     seen = Counter()

@@ -202,6 +202,27 @@ def build_pipelines(data_args, output_dir: Path, tokenizer, batch_size: int = 10
     return [TokenizeSources(parts)], [MergeAndSeal(str(output_dir), merges, record, recipe)], record
 
 
+def tokenize_recipe(data_args, output_dir: str | Path, tokenizer=None, tasks: int = 1, workers: int = 1,
+                    batch_size: int = 1000) -> dict:
+    """Tokenise a recipe's sources into `output_dir` on this machine (the local executor); returns the
+    manifest. The command (`main`) is this plus the Slurm/Ray executors, the checks and the output."""
+    from smollm2_recipes.runkit import claim_output_dir, load_tokenizer
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(data_args.tokenizer_name)
+    output_dir = Path(output_dir)
+    if (output_dir / MANIFEST).exists():
+        manifest = read_manifest(output_dir)
+        check_tokenizer(manifest, tokenizer_record(tokenizer, data_args.tokenizer_name), output_dir)
+        return manifest
+    tokenize_pipeline, merge_pipeline, _ = build_pipelines(data_args, output_dir, tokenizer, batch_size)
+    tokenize = build_executor(tokenize_pipeline, executor="local", tasks=tasks, workers=workers, logging_dir=output_dir / "logs" / "tokenize")
+    merge = build_executor(merge_pipeline, executor="local", tasks=1, workers=1, logging_dir=output_dir / "logs" / "merge")
+    merge.depends = tokenize
+    with claim_output_dir(output_dir, finished_marker=MANIFEST):
+        run_executor(merge, kind="local")
+    return read_manifest(output_dir)
+
+
 def summary(manifest: dict) -> dict:
     return {f"{name}/{split}": {"documents": e["documents"], "tokens": e["tokens"]}
             for name, splits in manifest["sources"].items() for split, e in splits.items()}

@@ -434,3 +434,8 @@ def hub_load_options(spec: SourceSpec, split: str) -> dict:
         if getattr(spec, key) is not None:
             options[key] = getattr(spec, key)
     return options
+
+
+def document_order(seed: int, name: str, epoch: int, n: int) -> np.ndarray:
+    """The seeded order of a random-access source's `n` documents in `epoch` (as `MapSource` reads them)."""
+    return np.random.default_rng(_seed(seed, name, epoch)).permutation(n)
