@@ -118,7 +118,8 @@ class ShardSplit:
             if size != n_tokens * dtype().itemsize:
                 raise UserError(f"shards_dir {shards_dir}: {folder / fname} is half-written ({size} bytes, the index says "
                                 f"{n_tokens * dtype().itemsize}); delete the folder and re-run `smollm2 data tokenize`.")
-            self.files.append(np.memmap(folder / fname, dtype=dtype, mode="r") if n_tokens else np.zeros(0, dtype))
+            # a plain ndarray view of the map: slicing a np.memmap subclass costs more than the copy itself
+            self.files.append(np.asarray(np.memmap(folder / fname, dtype=dtype, mode="r")) if n_tokens else np.zeros(0, dtype))
             starts.append(np.concatenate([[0], ends[:-1]]))
             lengths.append(np.diff(np.concatenate([[0], ends])))
             file_ids.append(np.full(len(ends), i, dtype=np.int32))

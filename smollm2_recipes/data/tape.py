@@ -47,14 +47,22 @@ class SourceTape:
         self.n = len(split)
         self.content = split.lengths - 1  # tokens before the EOS
         self._epochs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._kept: dict[int, tuple[np.ndarray, int]] = {}
         self.segments: list[Segment] = []
 
     # ---- per-epoch arrays ----------------------------------------------------------------------
+    def _filter(self, min_tokens: int) -> tuple[np.ndarray, int]:
+        if min_tokens not in self._kept:
+            kept = (self.content > 0) & (self.content >= min_tokens)
+            self._kept[min_tokens] = kept, int(self.split.lengths[kept].sum())
+        return self._kept[min_tokens]
+
     def kept(self, min_tokens: int) -> np.ndarray:
-        return (self.content > 0) & (self.content >= min_tokens)
+        """Documents the packer takes under this filter (not empty, at least `min_tokens` long)."""
+        return self._filter(min_tokens)[0]
 
     def epoch_tokens(self, min_tokens: int) -> int:
-        return int(self.split.lengths[self.kept(min_tokens)].sum())
+        return self._filter(min_tokens)[1]
 
     def epoch(self, epoch: int, min_tokens: int) -> tuple[np.ndarray, np.ndarray]:
         """(document order, cumulative kept tokens along it) of one epoch."""
