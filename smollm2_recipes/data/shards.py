@@ -107,6 +107,7 @@ class ShardSplit:
                             f"re-run `smollm2 data tokenize RECIPE --output_dir DIR` with this recipe.")
         folder = Path(shards_dir) / name / split
         dtype = np.uint16 if manifest["token_size"] == 2 else np.uint32
+        self.paths, self.dtype = [folder / f for f in entry["files"]], dtype
         self.files, starts, lengths, file_ids = [], [], [], []
         for i, fname in enumerate(entry["files"]):
             try:
@@ -118,8 +119,7 @@ class ShardSplit:
             if size != n_tokens * dtype().itemsize:
                 raise UserError(f"shards_dir {shards_dir}: {folder / fname} is half-written ({size} bytes, the index says "
                                 f"{n_tokens * dtype().itemsize}); delete the folder and re-run `smollm2 data tokenize`.")
-            # a plain ndarray view of the map: slicing a np.memmap subclass costs more than the copy itself
-            self.files.append(np.asarray(np.memmap(folder / fname, dtype=dtype, mode="r")) if n_tokens else np.zeros(0, dtype))
+            self.files.append(self._map(folder / fname, n_tokens))
             starts.append(np.concatenate([[0], ends[:-1]]))
             lengths.append(np.diff(np.concatenate([[0], ends])))
             file_ids.append(np.full(len(ends), i, dtype=np.int32))
@@ -128,6 +128,18 @@ class ShardSplit:
         self.file_ids = np.concatenate(file_ids) if file_ids else np.zeros(0, np.int32)
         if len(self.lengths) == 0:
             raise UserError(f"source '{name}': shards in {folder} hold 0 documents.")
+
+    def _map(self, path: Path, n_tokens: int) -> np.ndarray:
+        # a plain ndarray view of the map: slicing a np.memmap subclass costs more than the copy itself
+        return np.asarray(np.memmap(path, dtype=self.dtype, mode="r")) if n_tokens else np.zeros(0, self.dtype)
+
+    def __getstate__(self):
+        """Pickled (DataLoader workers, spawn) without the token arrays: each process maps the files itself."""
+        return {k: v for k, v in self.__dict__.items() if k != "files"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.files = [self._map(p, p.stat().st_size // self.dtype().itemsize) for p in self.paths]
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -200,7 +212,8 @@ def build_pipelines(data_args, output_dir: Path, tokenizer, batch_size: int = 10
         merges.append((spec.name, split))
     recipe = {"seq_len": data_args.seq_len, "mixture_seed": data_args.mixture_seed,
               "sources": {s.name: s.path for s in data_args.all_sources().values()}}
-    return [TokenizeSources(parts)], [MergeAndSeal(str(output_dir), merges, record, recipe)], record
+    header = {"format": FORMAT, "tokenizer": record, "token_size": token_size(record), "recipe": recipe}
+    return [TokenizeSources(parts)], [MergeAndSeal(str(output_dir), str(output_dir / WORK), MANIFEST, merges, header)], record
 
 
 def tokenize_recipe(data_args, output_dir: str | Path, tokenizer=None, tasks: int = 1, workers: int = 1,

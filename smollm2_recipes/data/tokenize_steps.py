@@ -10,7 +10,6 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
 from smollm2_recipes.data.config import SourceSpec
-from smollm2_recipes.data.shards import MANIFEST, FORMAT, WORK, token_size
 from smollm2_recipes.data.sources import clean_text, local_document_reader
 from smollm2_recipes.runkit import write_json_atomic
 
@@ -72,9 +71,10 @@ class MergeAndSeal(PipelineStep):
     name = "🗃 merge + manifest"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, output_dir: str, parts: list[tuple[str, str]], tokenizer: dict, recipe: dict):
+    def __init__(self, output_dir: str, work_dir: str, manifest_name: str, parts: list[tuple[str, str]], header: dict):
         super().__init__()
-        self.output_dir, self.parts, self.tokenizer, self.recipe = output_dir, parts, tokenizer, recipe
+        self.output_dir, self.work_dir, self.manifest_name = output_dir, work_dir, manifest_name
+        self.parts, self.header = parts, header  # header: the manifest's fields other than "sources"
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         from datatrove.pipeline.tokens.merger import DocumentTokenizerMerger
@@ -85,13 +85,12 @@ class MergeAndSeal(PipelineStep):
             target = out / name / split
             if target.exists():
                 shutil.rmtree(target)  # a merge killed half-way: start this split again
-            DocumentTokenizerMerger(str(out / WORK / name / split), str(target), save_filename=name, shuffle=False,
+            DocumentTokenizerMerger(str(Path(self.work_dir) / name / split), str(target), save_filename=name, shuffle=False,
                                     progress=False).run(None, 0, 1)
             files = sorted(p.name for p in target.glob("*.ds"))
             ends = [np.fromfile(target / f"{f}.index", dtype=np.uint64) for f in files]
             sources.setdefault(name, {})[split] = {"files": files, "documents": int(sum(len(e) for e in ends)),
                                                    "tokens": int(sum(int(e[-1]) if len(e) else 0 for e in ends))}
-        write_json_atomic(out / MANIFEST, {"format": FORMAT, "tokenizer": self.tokenizer, "token_size": token_size(self.tokenizer),
-                                           "sources": sources, "recipe": self.recipe})
-        shutil.rmtree(out / WORK, ignore_errors=True)
+        write_json_atomic(out / self.manifest_name, {**self.header, "sources": sources})
+        shutil.rmtree(self.work_dir, ignore_errors=True)
         return iter(())
