@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -152,8 +153,8 @@ def build_executor(pipeline: list, *, executor: str, tasks: int, workers: int | 
         from datatrove.executor import LocalPipelineExecutor
 
         # "fork" is started in milliseconds and keeps what the parent imported; tasks share no state.
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers or tasks, logging_dir=logging_dir,
-                                     start_method="fork")
+        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers or min(tasks, os.cpu_count() or 1),
+                                     logging_dir=logging_dir, start_method="fork")
     if executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 

@@ -39,6 +39,7 @@ class Segment:
     blocks: int
     min_tokens: int
     start: Cursor
+    base: int = 0  # kept tokens of the start epoch before the start position (under this filter)
 
 
 class SourceTape:
@@ -67,7 +68,9 @@ class SourceTape:
     def epoch(self, epoch: int, min_tokens: int) -> tuple[np.ndarray, np.ndarray]:
         """(document order, cumulative kept tokens along it) of one epoch."""
         key = (epoch, min_tokens)
-        if key not in self._epochs:
+        if key in self._epochs:
+            self._epochs[key] = self._epochs.pop(key)  # most recently used last
+        else:
             order = document_order(self.seed, self.name, epoch, self.n)
             lengths = np.where(self.kept(min_tokens), self.split.lengths, 0)[order]
             self._epochs[key] = (order, np.cumsum(lengths))
@@ -86,12 +89,8 @@ class SourceTape:
         if blocks and self.epoch_tokens(min_tokens) == 0:
             raise UserError(f"source '{self.name}' has no usable documents: a whole pass gave 0 tokens"
                             + (f" of documents >= {min_tokens} tokens." if min_tokens else "."))
-        self.segments.append(Segment(first, blocks, min_tokens, start))
-
-    def _base(self, seg: Segment) -> int:
-        """Kept tokens of the start epoch before the segment's first document (its filter)."""
-        _, cum = self.epoch(seg.start.epoch, seg.min_tokens)
-        return int(cum[seg.start.pos - 1]) if seg.start.pos else 0
+        _, cum = self.epoch(start.epoch, min_tokens)
+        self.segments.append(Segment(first, blocks, min_tokens, start, int(cum[start.pos - 1]) if start.pos else 0))
 
     def _locate(self, seg: Segment, absolute: int) -> tuple[int, int, int]:
         """(epoch, position in its order, offset in that document) of kept token `absolute`, counted from
@@ -107,7 +106,7 @@ class SourceTape:
         """The cursor after `tokens` tokens of the segment."""
         if tokens <= seg.start.carry:
             return Cursor(seg.start.epoch, seg.start.pos, seg.start.carry - tokens)
-        epoch, j, offset = self._locate(seg, self._base(seg) + tokens - seg.start.carry - 1)
+        epoch, j, offset = self._locate(seg, seg.base + tokens - seg.start.carry - 1)
         order, _ = self.epoch(epoch, seg.min_tokens)
         return Cursor(epoch, j + 1, int(self.split.lengths[order[j]]) - offset - 1)
 
@@ -133,7 +132,7 @@ class SourceTape:
             need -= take
             u += take
         if need:
-            epoch, j, offset = self._locate(seg, self._base(seg) + u - carry)
+            epoch, j, offset = self._locate(seg, seg.base + u - carry)
             order, _ = self.epoch(epoch, seg.min_tokens)
             kept = self.kept(seg.min_tokens)
             while need:
