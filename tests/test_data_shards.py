@@ -131,6 +131,22 @@ def test_killed_tokenize_reruns_only_unfinished_tasks_to_identical_shards(recipe
     assert shard_hashes(out) == shard_hashes(reference)  # 12 tasks, killed and resumed == 1 task, uninterrupted
 
 
+@pytest.mark.slow
+def test_ray_executor_on_a_local_ray_writes_the_same_shards(recipe, tmp_path):
+    """`--executor ray` with no address starts a Ray instance on this machine (in a subprocess, so it is
+    shut down with it) and gives the same bytes as the local executor."""
+    reference = tmp_path / "reference"
+    tokenize_recipe(data_args(recipe), reference, tokenizer(), tasks=1, workers=1)
+    out = tmp_path / "ray"
+    command = [sys.executable, "-m", "smollm2_recipes", "data", "tokenize", str(recipe), "--output_dir", str(out),
+               "--executor", "ray", "--tasks", "2", "--json"]
+    run = subprocess.run(command, env=env(), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1])["prose/train"]["documents"] == 151
+    assert len(list((out / "logs" / "tokenize" / "completions").glob("*"))) == 2
+    assert shard_hashes(out) == shard_hashes(reference)
+
+
 def test_shard_folder_mismatches_are_one_line_errors(recipe, tmp_path, capsys):
     out = tmp_path / "shards"
     tokenize_recipe(data_args(recipe), out, tokenizer())
