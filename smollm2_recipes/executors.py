@@ -199,6 +199,10 @@ def run_executor(executor, *, kind: str, dry_run: bool = False, ray: dict | None
         address = (ray or {}).get("address", "local")
         if not ray_pkg.is_initialized():
             # "local" starts a Ray instance on this machine; anything else joins that cluster.
-            ray_pkg.init(address=None if address == "local" else address, include_dashboard=False,
-                         log_to_driver=False, ignore_reinit_error=True)
+            try:
+                ray_pkg.init(address=None if address == "local" else address, include_dashboard=False,
+                             log_to_driver=False, ignore_reinit_error=True)
+            except Exception as err:  # Ray raises ConnectionError, RuntimeError, TimeoutError... on a failed start
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(f"Ray ({address}) could not be started or joined: {first}") from None
     return executor.run()

@@ -54,7 +54,7 @@ def shard_hashes(folder: Path) -> dict:
 
 
 def env():
-    return {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def test_tokenize_writes_datatrove_shards_that_train_identically(recipe, tmp_path, capsys):
