@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -134,10 +135,8 @@ def check_executor(executor: str, *, tasks: int, workers: int | None, slurm: dic
         return settings, None
     if executor == "ray":
         settings = _settings(RaySettings, ray, "executor.ray")
-        try:
-            import ray as _ray_pkg  # noqa: F401  (only its presence is checked here)
-        except ImportError:
-            raise UserError("--executor ray needs the `ray` package: pip install 'ray[default]==2.60.0'.") from None
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("--executor ray needs the `ray` package: pip install 'ray[default]==2.60.0'.")
         if not dry_run:
             _check_ray_address(settings.address)
         return None, settings
