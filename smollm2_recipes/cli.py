@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("smollm2_recipes.assets_cli:chat_main", "answer one prompt with a chat model (default: the embedded instruct model)"),
     "corpus build": ("smollm2_recipes.data.corpus:main", "build the embedded corpus (web, code, math, long)"),
     "data inspect": ("smollm2_recipes.data.inspect:main", "observed token shares, epochs and throughput of a recipe's mixture"),
-    "data tokenize": ("smollm2_recipes.data.shards:main", "pre-tokenise a recipe's sources into uint16 shards"),
+    "data tokenize": ("smollm2_recipes.data.shards:main", "pre-tokenise a recipe's sources into datatrove shards (local, Slurm or Ray)"),
     "pretrain": ("smollm2_recipes.training.pretrain:main", "multi-stage pretraining with WSD (transformers Trainer)"),
     "extend-context": ("smollm2_recipes.training.context_extension:main", "context extension: raise RoPE theta and length, train"),
     "average": ("smollm2_recipes.training.averaging:main", "average checkpoints into a normal model folder"),

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import math
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -133,10 +135,8 @@ def check_executor(executor: str, *, tasks: int, workers: int | None, slurm: dic
         return settings, None
     if executor == "ray":
         settings = _settings(RaySettings, ray, "executor.ray")
-        try:
-            import ray as _ray_pkg  # noqa: F401  (only its presence is checked here)
-        except ImportError:
-            raise UserError("--executor ray needs the `ray` package: pip install 'ray[default]==2.60.0'.") from None
+        if importlib.util.find_spec("ray") is None:
+            raise UserError("--executor ray needs the `ray` package: pip install 'ray[default]==2.60.0'.")
         if not dry_run:
             _check_ray_address(settings.address)
         return None, settings
@@ -152,8 +152,8 @@ def build_executor(pipeline: list, *, executor: str, tasks: int, workers: int | 
         from datatrove.executor import LocalPipelineExecutor
 
         # "fork" is started in milliseconds and keeps what the parent imported; tasks share no state.
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers or tasks, logging_dir=logging_dir,
-                                     start_method="fork")
+        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers or min(tasks, os.cpu_count() or 1),
+                                     logging_dir=logging_dir, start_method="fork")
     if executor == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
@@ -198,6 +198,10 @@ def run_executor(executor, *, kind: str, dry_run: bool = False, ray: dict | None
         address = (ray or {}).get("address", "local")
         if not ray_pkg.is_initialized():
             # "local" starts a Ray instance on this machine; anything else joins that cluster.
-            ray_pkg.init(address=None if address == "local" else address, include_dashboard=False,
-                         log_to_driver=False, ignore_reinit_error=True)
+            try:
+                ray_pkg.init(address=None if address == "local" else address, include_dashboard=False,
+                             log_to_driver=False, ignore_reinit_error=True)
+            except Exception as err:  # Ray raises ConnectionError, RuntimeError, TimeoutError... on a failed start
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise UserError(f"Ray ({address}) could not be started or joined: {first}") from None
     return executor.run()

@@ -43,7 +43,7 @@ def test_token_shares_within_one_point_over_a_million_tokens(files, tmp_path):
     weights = {"prose": 0.55, "math": 0.35, "small": 0.10}
     args = DataArguments(seq_len=512, stages=[{"name": "s", "tokens": 1_048_576, "sources": [
         source(n, files[n], w) for n, w in weights.items()]}])
-    tokenize_recipe(args, tmp_path / "shards", tokenizer(), progress=False)
+    tokenize_recipe(args, tmp_path / "shards", tokenizer())
     args.shards_dir = str(tmp_path / "shards")
     stream = build_stream(args, tokenizer())
     seen = Counter()
@@ -217,3 +217,28 @@ def test_dataloader_workers_split_a_rank_and_keep_its_order(files):
     got = [item["input_ids"].numpy() for item in loader]
     assert len(got) == len(full) == 35
     assert all((a == b).all() for a, b in zip(got, full))
+
+
+def test_stage_schedule_matches_the_greedy_walk_and_repeats_without_drift():
+    from smollm2_recipes.data.mixture import StageSchedule, pick_source
+
+    names, weights = ["a", "b", "c"], [0.55, 0.35, 0.10]
+    walk, taken = [], {}
+    for b in range(500):  # the greedy blend, block by block
+        name = pick_source(names, weights, taken, b)
+        walk.append((names.index(name), taken.get(name, 0)))
+        taken[name] = taken.get(name, 0) + 1
+    exact = StageSchedule(names, weights, 500)
+    assert [exact.at(b) for b in range(500)] == walk
+    # a stage longer than the pattern: the pattern repeats, shares stay within a block of their weight and
+    # each source's block indices run 0, 1, 2, ... without gaps
+    odd = [1 / 3, 1 / 3 + 1e-4, 1 / 3 - 1e-4]
+    long = StageSchedule(names, odd, 1_000_000, max_period=97)
+    seen = [0, 0, 0]
+    for b in range(5_000):
+        s, k = long.at(b)
+        assert k == seen[s]
+        seen[s] += 1
+        for i, w in enumerate(odd):
+            assert abs(seen[i] - w * (b + 1)) <= 1 + (b + 1) / 97, (b, i)
+    assert list(long.taken(5_000)) == seen

@@ -74,7 +74,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--stage", default=None, help="inspect only this stage")
     parser.add_argument("--tokens", type=float, default=DEFAULT_TOKENS, help="tokens per stage (default 1M, capped at the stage budget)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--shards_dir", default=None, help="read pre-tokenised shards instead of tokenising")
+    parser.add_argument("--shards_dir", default=None, help="read datatrove shards written by `smollm2 data tokenize` instead of tokenising")
     parser.add_argument("--seq_len", type=int, default=None)
     parser.add_argument("--tokenizer_name", default=None, help="override the recipe's tokenizer (e.g. embedded:smollm2-tokenizer)")
     args = parser.parse_args(argv)

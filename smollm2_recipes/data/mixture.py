@@ -1,24 +1,32 @@
 """The staged pretraining mixture as one resumable, rank-aware stream of packed blocks.
 
-The GLOBAL block sequence is a pure function of (recipe, mixture_seed): stage after stage, each block
-comes from the source that is furthest behind its token share (`weight * blocks_so_far - taken`, the
-greedy blending nanotron's BlendableDataset uses), so every source's observed share stays within one
-block of its weight at every point of a stage. Randomness lives in the seeded per-source document
-order, reshuffled each epoch.
+The GLOBAL block sequence is a pure function of (recipe, mixture_seed). Within a stage, block b comes
+from `StageSchedule.at(b)`: a pattern precomputed once with the greedy blending nanotron's
+BlendableDataset uses (each block from the source furthest behind its token share
+`weight * blocks_so_far - taken`), of the stage's length up to `MAX_PERIOD` blocks and repeated beyond
+it, so every source's share stays within one block of its weight (within one block per period for
+stages longer than a period), and block b's source and its index in that source are found in O(1).
+Randomness lives in the seeded per-source document order, reshuffled each epoch.
 
 Data parallel: global block i goes to rank i % world_size (and, inside a rank, DataLoader worker
 k % num_workers of that rank's k-th block, which the DataLoader's round-robin puts back in order).
-Every rank advances every source (the sequence is shared) but only materialises its own blocks;
-with pre-tokenised shards (`shards_dir`) advancing costs no tokenisation at all.
 
-Resumption: `state_dict()` after k blocks holds each source's document position, the unused tail of
-its current document and the block index; `load_state_dict()` continues with block k+1, identical to an
-uninterrupted run, without re-reading the first k blocks.
+- With pre-tokenised shards (`shards_dir`, written by `smollm2 data tokenize`), a rank computes each of
+  ITS blocks directly (`data.tape`: memory-mapped shards, a binary search per block): no walk over other
+  ranks' blocks or other sources, so the cost per rank does not grow with the world size.
+- On the fly, every rank advances every source for every block (the documents must be tokenised to
+  know where blocks end) and only materialises its own: the cost per rank grows with the world size,
+  which a run with world_size > 1 states in one line.
+
+Resumption: `state_dict()` after k blocks continues with block k+1, identical to an uninterrupted run,
+without re-reading the first k blocks (shards: the block index alone; on the fly: each source's document
+position, the unused tail of its current document and the block index).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from typing import Iterator
 
@@ -28,9 +36,11 @@ import torch
 from smollm2_recipes.data.config import DataArguments, StageSpec
 from smollm2_recipes.data.packing import SourcePacker, document_position_ids
 from smollm2_recipes.data.sources import open_source
+from smollm2_recipes.data.tape import SourceTape
 from smollm2_recipes.errors import UserError
 
-STATE_VERSION = 1
+STATE_VERSION = 2
+MAX_PERIOD = 1 << 16  # blocks in a stage's precomputed source pattern (2 bytes + 8 per source each)
 
 
 def load_tokenizer(name: str):
@@ -72,6 +82,44 @@ def pick_source(names: list[str], weights: list[float], taken: dict[str, int], d
     return best
 
 
+class StageSchedule:
+    """Block b of a stage -> (source, index of that block among the source's blocks of the stage), in O(1)."""
+
+    def __init__(self, names: list[str], weights: list[float], blocks: int, max_period: int = MAX_PERIOD):
+        self.names = list(names)
+        period = max(1, min(blocks, max_period))
+        if blocks > period:
+            # Integer blocks per period (largest remainder), so the pattern repeats without drift beyond 1/period.
+            exact = [w * period for w in weights]
+            counts = [int(x) for x in exact]
+            for i in sorted(range(len(exact)), key=lambda i: counts[i] - exact[i])[: period - sum(counts)]:
+                counts[i] += 1
+            weights = [c / period for c in counts]
+        pattern = np.zeros(period, dtype=np.int16)
+        prefix = np.zeros((period + 1, len(names)), dtype=np.int64)
+        taken: dict[str, int] = {}
+        index = {n: i for i, n in enumerate(names)}
+        for b in range(period):
+            name = pick_source(names, weights, taken, b)
+            taken[name] = taken.get(name, 0) + 1
+            pattern[b] = index[name]
+            prefix[b + 1] = prefix[b]
+            prefix[b + 1, index[name]] += 1
+        self.period, self.pattern, self.prefix = period, pattern, prefix
+        self.per_period = prefix[period]
+
+    def at(self, b: int) -> tuple[int, int]:
+        """(source position in `names`, the source's block index within the stage) of stage block b."""
+        q, r = divmod(b, self.period)
+        s = int(self.pattern[r])
+        return s, int(q * self.per_period[s] + self.prefix[r, s])
+
+    def taken(self, b: int) -> np.ndarray:
+        """Blocks of each source among stage blocks [0, b)."""
+        q, r = divmod(b, self.period)
+        return q * self.per_period + self.prefix[r]
+
+
 class PretrainStream(torch.utils.data.IterableDataset):
     """Yields {"input_ids", "labels"(, "position_ids")} LongTensors of length seq_len for this rank."""
 
@@ -93,12 +141,38 @@ class PretrainStream(torch.utils.data.IterableDataset):
         for stage in self.stages:
             for s in stage.sources:
                 self.sources.setdefault(s.name, s)
+        self.schedules = []
+        for stage, bounds in zip(self.stages, self.boundaries):
+            weights = stage.weights()
+            names = [s.name for s in stage.sources]
+            self.schedules.append(StageSchedule(names, [weights[n] for n in names], bounds["end_block"] - bounds["start_block"]))
+        self.mode = "shards" if data_args.shards_dir is not None else "on_the_fly"
+        self.tapes = self._open_tapes() if self.mode == "shards" else None
+        if self.mode == "on_the_fly" and world_size > 1 and rank == 0:
+            print(f"note: on-the-fly data costs each of the {world_size} ranks the tokenisation of all {world_size} ranks' "
+                  f"documents ({world_size}x one rank's); `smollm2 data tokenize RECIPE --output_dir DIR` once, then "
+                  "`shards_dir: DIR`, removes that cost.", file=sys.stderr)
         self._state = self._fresh_state()
         self._packers: dict[str, SourcePacker] | None = None
 
+    def _open_tapes(self) -> dict[str, SourceTape]:
+        """One block-addressable tape per source over the shards, with one segment per stage it is in."""
+        from smollm2_recipes.data.shards import open_shards
+        from smollm2_recipes.data.sources import resolve_split
+
+        splits = {name: resolve_split(spec, self.split) for name, spec in self.sources.items()}
+        shards = open_shards(self.args.shards_dir, self.tokenizer, self.args.tokenizer_name, list(splits.items()))
+        tapes = {name: SourceTape(name, shards[(name, split)], self.args.mixture_seed, self.seq_len) for name, split in splits.items()}
+        for stage, bounds, schedule in zip(self.stages, self.boundaries, self.schedules):
+            taken = dict(zip(schedule.names, schedule.taken(bounds["end_block"] - bounds["start_block"])))
+            long = {s.name for s in stage.sources if s.long}
+            for name, tape in tapes.items():  # one segment per stage (0 blocks where absent): segments[i] is stage i
+                tape.add_segment(int(taken.get(name, 0)), stage.min_document_tokens if name in long else 0)
+        return tapes
+
     # ---- state ---------------------------------------------------------------------------------
     def _fresh_state(self) -> dict:
-        return {"version": STATE_VERSION, "block": 0, "stage_taken": {}, "packers": {},
+        return {"version": STATE_VERSION, "mode": self.mode, "block": 0, "packers": {},
                 "mixture_seed": self.args.mixture_seed, "seq_len": self.seq_len, "rank": self.rank, "world_size": self.world_size}
 
     def state_dict(self) -> dict:
@@ -111,7 +185,7 @@ class PretrainStream(torch.utils.data.IterableDataset):
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("mixture_seed", "seq_len"):
+        for key in ("mixture_seed", "seq_len", "mode"):
             if state.get(key) != self._state[key]:
                 raise UserError(f"Cannot resume the data stream: the saved state has {key}={state.get(key)}, "
                                 f"the recipe has {self._state[key]}.")
@@ -127,9 +201,25 @@ class PretrainStream(torch.utils.data.IterableDataset):
     def stage_boundaries(self) -> list[dict]:
         return [dict(b) for b in self.boundaries]
 
+    def source_blocks(self, block: int) -> dict[str, int]:
+        """Blocks each source gave among global blocks [0, block) (O(stages), no walk)."""
+        out = dict.fromkeys(self.sources, 0)
+        for bounds, schedule in zip(self.boundaries, self.schedules):
+            if block <= bounds["start_block"]:
+                break
+            done = min(block, bounds["end_block"]) - bounds["start_block"]
+            for name, n in zip(schedule.names, schedule.taken(done)):
+                out[name] += int(n)
+        return out
+
     def stats(self) -> dict:
         """Per source, so far: tokens, documents, blocks, epochs and the counted repairs/skips."""
         out = {}
+        if self.mode == "shards":
+            for name, blocks in self.source_blocks(self._state["block"]).items():
+                counters = self.tapes[name].counters(blocks)
+                out[name] = {**counters, "epochs": round(counters["epochs"], 6)}
+            return out
         states = self.state_dict()["packers"]
         for name in self.sources:
             st = states.get(name) or {}
@@ -150,7 +240,7 @@ class PretrainStream(torch.utils.data.IterableDataset):
             spec = self.sources[name]
             saved = self._state["packers"].get(name)
             counters = dict((saved or {}).get("counters", {}))
-            source = open_source(spec, self.tokenizer, self.args.mixture_seed, self.split, self.args.shards_dir,
+            source = open_source(spec, self.tokenizer, self.args.mixture_seed, self.split,
                                  self.args.tokenize_batch_size, counters=counters,
                                  char_budget=64 * self.seq_len)
             self._packers[name] = SourcePacker(source, self.seq_len, self.eos_id, saved)
@@ -162,6 +252,16 @@ class PretrainStream(torch.utils.data.IterableDataset):
                 return i
         return len(self.boundaries)
 
+    def source_at(self, block: int) -> tuple[str, int]:
+        """(source, the source's block index over the whole stream) of global block `block`, in O(stages)."""
+        si = self._stage_at(block)
+        bounds, schedule = self.boundaries[si], self.schedules[si]
+        s, k = schedule.at(block - bounds["start_block"])
+        name = schedule.names[s]
+        if self.tapes is not None:
+            k += self.tapes[name].segments[si].first_block
+        return name, k
+
     def _item(self, block: np.ndarray) -> dict:
         ids = torch.from_numpy(block)
         item = {"input_ids": ids, "labels": ids.clone()}
@@ -169,30 +269,44 @@ class PretrainStream(torch.utils.data.IterableDataset):
             item["position_ids"] = torch.from_numpy(document_position_ids(block, self.eos_id))
         return item
 
+    def _mine(self, g: int, workers: int, worker: int) -> bool:
+        return g % self.world_size == self.rank and (g // self.world_size) % workers == worker
+
     def iter_blocks(self) -> Iterator[tuple[int, str, np.ndarray | None]]:
-        """(global block index, source name, tokens or None if not this rank's) from the current state on."""
+        """(global block index, source name, tokens or None if not this rank's) from the current state on.
+        From shards only this rank's blocks come out (it never visits the others)."""
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info is not None else (1, 0)
         self._state = self.state_dict()  # a second iter() continues where the first one stopped
-        self._packers = {}
         state = self._state
+        if self.mode == "shards":
+            yield from self._iter_shards(state, workers, worker)
+            return
+        self._packers = {}
         while state["block"] < self.total_blocks:
             g = state["block"]
             si = self._stage_at(g)
             stage, bounds = self.stages[si], self.boundaries[si]
-            if g == bounds["start_block"]:
-                state["stage_taken"] = {}
-            names = [s.name for s in stage.sources]
-            weights = stage.weights()
-            name = pick_source(names, [weights[n] for n in names], state["stage_taken"], g - bounds["start_block"])
+            schedule = self.schedules[si]
+            name = schedule.names[schedule.at(g - bounds["start_block"])[0]]
             packer = self._packer(name)
             spec = next(s for s in stage.sources if s.name == name)
             packer.min_document_tokens = stage.min_document_tokens if spec.long else 0
-            mine = g % self.world_size == self.rank and (g // self.world_size) % workers == worker
-            block = packer.next_block(materialize=mine)
-            state["stage_taken"][name] = state["stage_taken"].get(name, 0) + 1
+            block = packer.next_block(materialize=self._mine(g, workers, worker))
             state["block"] = g + 1
             yield g, name, block
+
+    def _iter_shards(self, state: dict, workers: int, worker: int) -> Iterator[tuple[int, str, np.ndarray]]:
+        step = self.world_size * workers
+        first = state["block"] + (self.rank - state["block"]) % self.world_size  # this rank's next block
+        k = (first - self.rank) // self.world_size  # its index among the rank's blocks
+        g = first + ((worker - k) % workers) * self.world_size  # this worker's next block
+        while g < self.total_blocks:
+            name, index = self.source_at(g)
+            block = self.tapes[name].block(index)
+            state["block"] = g + 1
+            yield g, name, block
+            g += step
 
     def __iter__(self):
         for _, _, block in self.iter_blocks():

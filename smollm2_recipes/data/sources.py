@@ -4,7 +4,7 @@
   code path of the full-size recipes); `path: json|parquet|text` + `data_files` works the same way.
 - Local files (jsonl, json, parquet, txt) and folders of them, `save_to_disk` folders, and
   `embedded:corpus/NAME` are read directly (random access).
-- Pre-tokenised shards (`smollm2 data tokenize`) are memory-mapped: no tokeniser at all.
+- Pre-tokenised shards (`smollm2 data tokenize`, datatrove's format) are read by `data.shards`, not here.
 
 Every source yields `(tokens, state)` pairs: `state` is a small JSON-able dict that, given back to
 `iter_documents(state)`, continues right after that document. A source that runs out starts a new
@@ -382,54 +382,12 @@ class StreamSource(DocumentSource):
             epoch += 1
 
 
-class ShardSource(DocumentSource):
-    """Pre-tokenised uint16 shards, memory-mapped: documents are slices, no tokeniser runs."""
-
-    def __init__(self, spec, seed, counters, shard_dir: Path):
-        super().__init__(spec, seed, counters)
-        from smollm2_recipes.data.shards import open_shards
-
-        self.tokens, self.offsets = open_shards(shard_dir, spec.name)
-        if len(self.offsets) <= 1:
-            raise UserError(f"source '{self.name}': shards in {shard_dir} hold 0 documents.")
-
-    def __len__(self):
-        return len(self.offsets) - 1
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng(_seed(self.seed, self.name, epoch)).permutation(len(self))
-
-    def epochs(self, state):
-        return state.get("epoch", 0) + state.get("pos", 0) / len(self)
-
-    def document(self, ref: dict) -> np.ndarray:
-        i = self.permutation(ref["epoch"])[ref["pos"] - 1]
-        return np.asarray(self.tokens[self.offsets[i] : self.offsets[i + 1]])
-
-    def iter_documents(self, state):
-        epoch, pos = (state or {}).get("epoch", 0), (state or {}).get("pos", 0)
-        n = len(self)
-        if int(self.offsets[-1]) == 0:
-            self._empty_epoch()
-        while True:
-            perm = self.permutation(epoch)
-            starts, ends = self.offsets[perm], self.offsets[perm + 1]
-            for i in range(pos, n):
-                yield self.tokens[starts[i] : ends[i]], {"epoch": epoch, "pos": i + 1}
-            epoch, pos = epoch + 1, 0
-
-
-def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train", shards_dir: str | None = None,
+def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train",
                 batch_size: int = 64, counters: dict | None = None, char_budget: int = 131_072) -> DocumentSource:
-    """The document stream of one source for the training ('train') or held-out ('eval') split."""
+    """The document stream of one source for the training ('train') or held-out ('eval') split, tokenised
+    on the fly (pre-tokenised shards are read by `data.shards` instead)."""
     counters = {} if counters is None else counters
     split = resolve_split(spec, split_kind)
-    if shards_dir is not None:
-        shard_dir = Path(shards_dir) / spec.name / split
-        if not (shard_dir / "index.json").exists():
-            raise UserError(f"source '{spec.name}': no finished shards in {shard_dir}; run "
-                            f"`smollm2 data tokenize RECIPE --output_dir {shards_dir}` first.")
-        return ShardSource(spec, seed, counters, shard_dir)
     if assets.is_embedded(spec.path):
         if not spec.path.startswith(assets.PREFIX + "corpus/"):
             raise UserError(f"source '{spec.name}': '{spec.path}' is not a corpus; embedded sources are embedded:corpus/NAME.")
@@ -451,3 +409,33 @@ def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train
     if spec.is_streaming:
         return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
     return MapSource(spec, seed, counters, _dataset_reader(spec, ds), Tokenize(tokenizer), batch_size, char_budget)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Public helpers for `smollm2 data tokenize` (data/shards.py)
+
+
+def is_local_source(spec: SourceSpec) -> bool:
+    """Embedded corpora and existing local files/folders (read by index); everything else is a Hub id."""
+    return assets.is_embedded(spec.path) or Path(os.path.expanduser(spec.path)).exists()
+
+
+def local_document_reader(spec: SourceSpec, split: str):
+    """Random-access reader (`len()`, `texts(indices)`) of a local or embedded source's split: the same
+    documents, in the same order, that `open_source` tokenises on the fly."""
+    path = Path(assets.resolve(spec.path)) if assets.is_embedded(spec.path) else Path(os.path.expanduser(spec.path))
+    return _local_reader(spec, path, split)
+
+
+def hub_load_options(spec: SourceSpec, split: str) -> dict:
+    """`datasets.load_dataset` keyword arguments for a Hub source's split (as `open_source` passes them)."""
+    options = {"name": spec.config, "split": split}
+    for key in ("data_files", "revision", "data_dir"):
+        if getattr(spec, key) is not None:
+            options[key] = getattr(spec, key)
+    return options
+
+
+def document_order(seed: int, name: str, epoch: int, n: int) -> np.ndarray:
+    """The seeded order of a random-access source's `n` documents in `epoch` (as `MapSource` reads them)."""
+    return np.random.default_rng(_seed(seed, name, epoch)).permutation(n)
