@@ -172,3 +172,12 @@ def test_a_hub_id_is_checked_through_its_config_json(tmp_path):
                          capture_output=True, text=True, env=env, check=True).stdout.splitlines()
     assert out[0].startswith("'HuggingFaceTB/SmolLM2-1.7B' is already context-extended (max_position_embeddings 8192, rope_theta 130000")
     assert out[1].startswith("cannot read config.json of 'HuggingFaceTB/not-cached' from the Hub")
+
+
+def test_the_released_smollm2_is_refused_by_its_config(instruct_model_path):
+    """The embedded SmolLM2-135M-Instruct is the released model: 8192 positions, RoPE theta 100000."""
+    from smollm2_recipes.errors import UserError
+    from smollm2_recipes.training.context_extension import check_not_extended, read_model_config
+
+    with pytest.raises(UserError, match=r"already context-extended \(max_position_embeddings 8192, rope_theta 100000"):
+        check_not_extended("embedded:SmolLM2-135M-Instruct", read_model_config("embedded:SmolLM2-135M-Instruct"))

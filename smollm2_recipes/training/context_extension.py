@@ -73,11 +73,14 @@ def resolve_start_checkpoint(run_dir: str, tokens_before_end: int) -> tuple[str,
 
 
 def read_model_config(model: str) -> dict:
-    """config.json of a local folder or of a Hub model (one small download; offline, a clear error)."""
-    if Path(model).is_dir():
+    """config.json of a local folder, an `embedded:` model or a Hub model (one small download; offline, a clear error)."""
+    from smollm2_recipes import assets
+
+    local = assets.resolve(model) if assets.is_embedded(model) else model
+    if Path(local).is_dir():
         from smollm2_recipes.training.checkpoints import read_config
 
-        return read_config(model)
+        return read_config(local)
     from huggingface_hub import hf_hub_download
 
     try:
