@@ -1,13 +1,18 @@
-"""GPU training throughput: tokens/s, MFU and peak memory for SmolLM2 pretraining (135M / 360M / 1.7B at
-sequence 2048) and SFT (packed sequences of 2k and 8k tokens, gradient checkpointing), each with and without
-Liger kernels and torch.compile. Baseline = the same case in eager PyTorch without Liger, in the same run.
+"""Training throughput through OUR path next to a bare PyTorch loop on the same model and batch.
 
-Goals on one H100: 1.7B pretraining >= 50% MFU; 135M >= 350k tokens/s; Liger SFT at 8k <= 0.6x the peak
-memory without it. Without a CUDA GPU it says so and exits 0; the last line is always one JSON object.
+ours     = the Trainer the project builds: `smollm2 pretrain`'s `PretrainTrainer` (the recipe's PretrainConfig,
+           a `TrackedStream`, the spike guard) and `smollm2 sft`'s TRL `SFTTrainer` (`post_training.sft.build_trainer`
+           on a saved preset model and packed chat rows);
+baseline = a bare loop (autocast, backward, clip, fused AdamW) on the same model and the same batch.
+Each case prints tokens/s, MFU and peak memory of both and their ratio, with and without Liger kernels and
+torch.compile (Liger is skipped with the reason where it is not installed or there is no CUDA GPU).
 
-    python benchmarks/bench_gpu.py                 # everything (~20-30 min on an H100: compiles dominate)
-    python benchmarks/bench_gpu.py --quick         # goal cases only
-    python benchmarks/bench_gpu.py --only 135M     # cases whose name contains 135M
+On a GPU: pretraining of the 135M / 360M / 1.7B presets at 2048, SFT of the 135M at 8k. On a CPU: the `tiny`
+preset (the same code path, small shapes; MFU against this CPU's measured matmul peak, peak memory = the
+process's resident high-water mark). The last line is one JSON object.
+
+    python benchmarks/bench_gpu.py                              # GPU: everything; CPU: tiny, eager + compile
+    python benchmarks/bench_gpu.py --only pretrain-1.7B --variants eager,compile
 Liger kernels: pip install -e ".[gpu]" (liger-kernel).
 """
 
@@ -15,214 +20,330 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
+import random
+import resource
 import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 # Dense bf16 peak of the GPU (vendor datasheets), for MFU. Unknown GPUs need --peak-tflops.
 PEAK_BF16_TFLOPS = {"H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H200": 989.4,
                     "GH200": 989.4, "A100": 312.0, "L40S": 362.0, "A10G": 70.0, "B200": 2250.0}
-GOALS = [
-    {"name": "pretrain 1.7B MFU (best variant vs eager)", "goal": "1.7B pretraining >= 0.50 MFU on one H100", "metric": "mfu", "case": "pretrain-1.7B", "target": 0.50, "higher": True},
-    {"name": "pretrain 135M tokens/s (best variant vs eager)", "goal": "135M pretraining >= 350,000 tokens/s on one H100", "metric": "tokens_per_s", "case": "pretrain-135M", "target": 350_000, "higher": True},
-    {"name": "SFT 8k peak memory, Liger vs without", "goal": "Liger SFT at 8k <= 0.6x the peak memory without it", "metric": "peak_mem_gib", "case": "sft-8k", "target": 0.6, "higher": False},
-]
+VARIANTS = {"eager": (False, False), "liger": (True, False), "compile": (False, True), "liger+compile": (True, True)}
+# (kind, preset, seq, micro-batch): micro-batches sized for an 80 GB GPU.
+GPU_CASES = [("pretrain", "135M", 2048, 16), ("pretrain", "360M", 2048, 8), ("pretrain", "1.7B", 2048, 4), ("sft", "135M", 8192, 1)]
+CPU_CASES = [("pretrain", "tiny", 256, 2), ("sft", "tiny", 512, 1)]
 
 
 @dataclass
 class Case:
-    kind: str  # pretrain | sft
+    kind: str
     preset: str
     seq: int
     batch: int
-    liger: bool
-    compile: bool
-    grad_ckpt: bool = False
-    result: dict = field(default_factory=dict)
-
-    @property
-    def group(self) -> str:
-        return f"pretrain-{self.preset}" if self.kind == "pretrain" else f"sft-{self.seq // 1024}k"
+    variant: str
 
     @property
     def name(self) -> str:
-        variant = "+".join(v for v, on in (("liger", self.liger), ("compile", self.compile)) if on) or "eager"
-        return f"{self.group} ({self.preset}, {self.batch}x{self.seq}) {variant}"
+        return f"{self.kind}-{self.preset} {self.batch}x{self.seq} {self.variant}"
 
 
-def cases(sft_model: str, quick: bool) -> list[Case]:
-    variants = [(False, False), (True, False), (False, True), (True, True)]
-    out = []
-    # Micro-batches sized for an 80 GB GPU (pretraining: the published per-GPU batches where they fit).
-    for preset, batch in (("135M", 16), ("360M", 8), ("1.7B", 4)):
-        for liger, comp in variants:
-            if quick and preset == "360M":
-                continue
-            out.append(Case("pretrain", preset, 2048, batch, liger, comp))
-    for seq, batch in ((2048, 4), (8192, 1)):  # 8k tokens per micro-step either way
-        for liger, comp in variants:
-            if quick and (seq == 2048 or comp):
-                continue
-            out.append(Case("sft", sft_model, seq, batch, liger, comp, grad_ckpt=True))
-    return out
+class Device:
+    """Where the benchmark runs: synchronisation, peak memory and the MFU denominator."""
+
+    def __init__(self, peak_override: float | None):
+        import torch
+
+        from smollm2_recipes.training.hardware import measured_peak_flops
+
+        self.cuda = torch.cuda.is_available()
+        self.name = torch.cuda.get_device_name(0) if self.cuda else "cpu"
+        if peak_override:
+            self.peak = peak_override * 1e12
+        elif self.cuda:
+            table = next((v for k, v in PEAK_BF16_TFLOPS.items() if all(w in self.name for w in k.split())), None)
+            self.peak = table * 1e12 if table else None
+        else:
+            self.peak = measured_peak_flops("cpu", torch.float32)
+
+    def sync(self) -> None:
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+
+    def reset(self) -> None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch._dynamo.reset()
+        if self.cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_mem_gib(self) -> float:
+        if self.cuda:
+            import torch
+
+            return round(torch.cuda.max_memory_allocated() / 2**30, 3)
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)  # KiB -> GiB, process high-water
 
 
-def flops_per_token(n_params: int, config, seq: int) -> float:
-    """6N for the weights (tied embeddings counted once: they are the LM head's matmul) plus attention's
-    12 * layers * width * sequence (PaLM appendix B; the convention nanoGPT / nanochat MFU uses)."""
-    return 6 * n_params + 12 * config.num_hidden_layers * config.hidden_size * seq
-
-
-def peak_tflops(name: str, override: float | None) -> float | None:
-    if override:
-        return override
-    for key, value in PEAK_BF16_TFLOPS.items():
-        if all(word in name for word in key.split()):
-            return value
+def liger_skip_reason(device: Device) -> str | None:
+    if not device.cuda:
+        return "no CUDA GPU (Liger's kernels are Triton, GPU only)"
+    if importlib.util.find_spec("liger_kernel") is None:
+        return "liger-kernel not installed (pip install -e '.[gpu]')"
     return None
 
 
-def run_case(case: Case, steps: int, warmup: int, peak: float | None, seed: int) -> dict:
+# ---- the bare loop ----------------------------------------------------------------------------------------------
+def bare_loop(model, batch: dict, liger: bool, compile_: bool, steps: int, warmup: int, device: Device, bf16: bool) -> float:
+    """Seconds per step of the plainest loop that trains `model` on `batch` (same optimiser settings as ours)."""
     import torch
 
-    from smollm2_recipes.models import build_model
-
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
-    with torch.device("cuda"):  # initialise on the GPU: the 1.7B model in fp32 is 7 GB of host memory otherwise
-        model = build_model(case.preset, seed=seed)
-    n_params = sum(p.numel() for p in model.parameters())
-    if case.liger:
+    if liger:
         from liger_kernel.transformers import apply_liger_kernel_to_llama
 
         apply_liger_kernel_to_llama(rope=True, rms_norm=True, swiglu=True, fused_linear_cross_entropy=True, cross_entropy=False, model=model)
-    if case.grad_ckpt:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    forward = torch.compile(model) if case.compile else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.01, fused=True)
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    batch = torch.randint(0, model.config.vocab_size, (case.batch, case.seq), device="cuda", generator=gen)
+    forward = torch.compile(model) if compile_ else model
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.01, fused=device.cuda)
+    dev = "cuda" if device.cuda else "cpu"
+    batch = {k: v.to(dev) for k, v in batch.items()}
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):  # fp32 master weights, bf16 compute (Trainer's bf16=True)
-            loss = forward(input_ids=batch, labels=batch).loss
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+            loss = forward(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return loss
 
-    for _ in range(warmup):  # includes compilation and autotuning
+    for _ in range(warmup):  # includes compilation
         step()
-    torch.cuda.synchronize()
+    device.sync()
     start = time.perf_counter()
     for _ in range(steps):
-        loss = step()
-    torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
-    tokens = case.batch * case.seq
-    tok_s = tokens / seconds
-    result = {
-        "status": "ok", "params": n_params, "tokens_per_step": tokens, "step_s": round(seconds, 4), "tokens_per_s": round(tok_s),
-        "mfu": round(tok_s * flops_per_token(n_params, model.config, case.seq) / (peak * 1e12), 4) if peak else None,
-        "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2), "final_loss": round(loss.item(), 4),
-    }
-    del model, forward, optimizer
-    return result
+        step()
+    device.sync()
+    return (time.perf_counter() - start) / steps
 
 
-def summarise_goals(all_cases: list[Case]) -> list[dict]:
-    out = []
-    for goal in GOALS:
-        group = [c for c in all_cases if c.group == goal["case"] and c.result.get("status") == "ok"]
-        entry = {"name": goal["name"], "goal": goal["goal"], "ours": None, "baseline": None, "ratio": None, "met": None}
-        if goal["metric"] == "peak_mem_gib":
-            liger = [c for c in group if c.liger and not c.compile]
-            plain = [c for c in group if not c.liger and not c.compile]
-            if liger and plain:
-                entry["ours"], entry["baseline"] = liger[0].result["peak_mem_gib"], plain[0].result["peak_mem_gib"]
-                entry["ratio"] = round(entry["ours"] / entry["baseline"], 3)
-                entry["met"] = entry["ratio"] <= goal["target"]
+# ---- our trainers -------------------------------------------------------------------------------------------------
+def step_clock(warmup: int, steps: int, device: Device):
+    """A callback that times optimiser steps warmup+1 .. warmup+steps inside the Trainer's own loop."""
+    from transformers import TrainerCallback
+
+    class StepClock(TrainerCallback):
+        def __init__(self):
+            self.marks: dict[int, tuple[float, int]] = {}
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (warmup, warmup + steps):
+                device.sync()
+                self.marks[state.global_step] = (time.perf_counter(), state.num_input_tokens_seen)
+
+    return StepClock()
+
+
+def pretrain_trainer(case: Case, tmp: str, steps: int, warmup: int, device: Device, seed: int):
+    """`PretrainTrainer` as `smollm2 pretrain` builds it from the preset's recipe; the stream repeats one batch."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from smollm2_recipes.assets import resolve
+    from smollm2_recipes.configs import parse
+    from smollm2_recipes.data.config import DataArguments
+    from smollm2_recipes.models import build_model
+    from smollm2_recipes.training.config import ModelArguments, PretrainConfig
+    from smollm2_recipes.training.hardware import flops_per_token
+    from smollm2_recipes.training.spike_guard import SpikeGuard
+    from smollm2_recipes.training.stream import TrackedStream
+    from smollm2_recipes.training.trainer import PretrainTrainer
+
+    liger, compile_ = VARIANTS[case.variant]
+    config, model_args, data_args = parse([PretrainConfig, ModelArguments, DataArguments], [
+        str(REPO / f"recipes/smollm2/{case.preset}/pretrain.yaml"), "--output_dir", f"{tmp}/pretrain",
+        "--max_steps", str(warmup + steps), "--per_device_train_batch_size", str(case.batch),
+        "--gradient_accumulation_steps", "1", "--global_batch_tokens", "0", "--seq_len", str(case.seq),
+        "--warmup_steps", "1", "--lr_scheduler_kwargs", json.dumps({"num_decay_steps": 1}), "--save_strategy", "no",
+        "--logging_steps", str(warmup + steps), "--report_to", "none", "--disable_tqdm", "true", "--eval_blocks", "0",
+        "--eval_strategy", "no", "--bf16", str(device.cuda).lower(), "--torch_compile", str(compile_).lower(),
+        "--use_liger_kernel", str(liger).lower(), "--seed", str(seed)])
+    tokenizer = AutoTokenizer.from_pretrained(resolve("embedded:smollm2-tokenizer"))
+    with torch.device("cuda" if device.cuda else "cpu"):
+        model = build_model(case.preset, seed=seed, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                            attn_implementation=model_args.attn_implementation)
+    ids = torch.randint(0, model.config.vocab_size, (case.batch, case.seq), generator=torch.Generator().manual_seed(seed))
+    blocks = [{"input_ids": row, "labels": row.clone()} for row in ids] * (warmup + steps)
+    guard = SpikeGuard(config.spike_factor, config.spike_window, config.spike_warmup, config.spike_action, "")
+    n_params = sum(p.numel() for p in model.parameters())
+    trainer = PretrainTrainer(model=model, args=config, processing_class=tokenizer, stream=TrackedStream(blocks),
+                              spike_guard=guard, flops_per_token=flops_per_token(model.config, case.seq, n_params),
+                              peak_flops=device.peak or 0.0)
+    return trainer, {"input_ids": ids, "labels": ids.clone()}
+
+
+def _chat_rows(n: int, words_per_row: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    vocab = "the of a model data token train small language packing attention answer example length".split()
+    return [{"messages": [{"role": "user", "content": "Tell me something."},
+                          {"role": "assistant", "content": " ".join(rng.choice(vocab) for _ in range(words_per_row))}]}
+            for _ in range(n)]
+
+
+def sft_trainer(case: Case, tmp: str, steps: int, warmup: int, device: Device, seed: int):
+    """TRL's SFTTrainer as `smollm2 sft` builds it (`build_trainer`), on a saved preset model and packed chat rows."""
+    import torch
+    from transformers import AutoTokenizer
+    from trl import ModelConfig
+
+    from smollm2_recipes.assets import resolve
+    from smollm2_recipes.configs import parse
+    from smollm2_recipes.data.arith import write_jsonl
+    from smollm2_recipes.models import build_model
+    from smollm2_recipes.post_training.data import ChatDataArguments
+    from smollm2_recipes.post_training.sft import SmolSFTConfig, build_trainer
+
+    liger, compile_ = VARIANTS[case.variant]
+    model_dir = Path(tmp) / f"model-{case.preset}"
+    if not model_dir.is_dir():
+        tokenizer = AutoTokenizer.from_pretrained(resolve("embedded:SmolLM2-135M-Instruct"))
+        build_model(case.preset, seed=seed, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                    pad_token_id=tokenizer.pad_token_id).save_pretrained(model_dir)
+        tokenizer.save_pretrained(model_dir)
+    bins = (warmup + steps) * case.batch
+    data = write_jsonl(_chat_rows(6 * bins, case.seq // 8, seed), Path(tmp) / f"chat-{case.seq}.jsonl")  # ~4 rows per bin
+    args, model_args, data_args = parse([SmolSFTConfig, ModelConfig, ChatDataArguments], [
+        str(REPO / "recipes/smollm2/tiny/sft.yaml"), "--model_name_or_path", str(model_dir), "--output_dir", f"{tmp}/sft",
+        "--dataset_mixture", json.dumps([{"path": str(data)}]), "--max_length", str(case.seq),
+        "--per_device_train_batch_size", str(case.batch), "--gradient_accumulation_steps", "1",
+        "--max_steps", str(warmup + steps), "--logging_steps", str(warmup + steps), "--arith_eval_samples", "0",
+        "--bf16", str(device.cuda).lower(), "--activation_checkpointing", str(device.cuda).lower(),
+        "--torch_compile", str(compile_).lower(), "--use_liger_kernel", str(liger).lower(),
+        "--include_num_input_tokens_seen", "true", "--disable_tqdm", "true", "--seed", str(seed)])
+    trainer, _ = build_trainer(args, model_args, data_args)
+    first = next(iter(trainer.get_train_dataloader()))
+    keep = ("input_ids", "labels", "position_ids", "attention_mask")
+    return trainer, {k: v.detach().cpu() for k, v in first.items() if k in keep and isinstance(v, torch.Tensor)}
+
+
+def run_case(case: Case, steps: int, warmup: int, device: Device, seed: int) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from smollm2_recipes.training.hardware import flops_per_token
+
+    build = pretrain_trainer if case.kind == "pretrain" else sft_trainer
+    with tempfile.TemporaryDirectory() as tmp:
+        device.reset()
+        trainer, batch = build(case, tmp, steps, warmup, device, seed)
+        clock = step_clock(warmup, steps, device)
+        trainer.add_callback(clock)
+        trainer.train()
+        (t0, seen0), (t1, seen1) = clock.marks[warmup], clock.marks[warmup + steps]
+        model_config = trainer.model.config
+        n_params = sum(p.numel() for p in trainer.model.parameters())
+        ours_tokens = (seen1 - seen0) if case.kind == "sft" else steps * case.batch * case.seq
+        ours = {"tokens_per_s": ours_tokens / (t1 - t0), "peak_mem_gib": device.peak_mem_gib()}
+        del trainer, clock
+        device.reset()
+        # the same model (fresh: same preset and seed) and the same batch in a bare loop
+        liger, compile_ = VARIANTS[case.variant]
+        if case.kind == "pretrain":
+            from smollm2_recipes.models import build_model
+
+            with torch.device("cuda" if device.cuda else "cpu"):
+                model = build_model(case.preset, seed=seed, attn_implementation="sdpa")
         else:
-            plain = [c for c in group if not c.liger and not c.compile]
-            values = [c.result[goal["metric"]] for c in group if c.result.get(goal["metric"]) is not None]
-            if values and plain and plain[0].result.get(goal["metric"]):
-                entry["ours"], entry["baseline"] = max(values), plain[0].result[goal["metric"]]
-                entry["ratio"] = round(entry["ours"] / entry["baseline"], 3)
-                entry["met"] = entry["ours"] >= goal["target"]
-        out.append(entry)
-    return out
-
-
-def final_line(goals: list[dict], **extra) -> str:
-    head = goals[0]
-    return json.dumps({"name": "bench_gpu", "ours": head["ours"], "baseline": head["baseline"], "ratio": head["ratio"],
-                       "goal": head["goal"], **extra, "goals": goals})
+            model = AutoModelForCausalLM.from_pretrained(Path(tmp) / f"model-{case.preset}", dtype=torch.float32,
+                                                         attn_implementation="sdpa").to("cuda" if device.cuda else "cpu")
+            if device.cuda:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        seconds = bare_loop(model, batch, liger, compile_, steps, warmup, device, bf16=device.cuda)
+        bare = {"tokens_per_s": batch["input_ids"].numel() / seconds, "peak_mem_gib": device.peak_mem_gib()}
+        del model
+    fpt = flops_per_token(model_config, case.seq, n_params)
+    for r in (ours, bare):
+        r["mfu"] = round(r["tokens_per_s"] * fpt / device.peak, 4) if device.peak else None
+        r["tokens_per_s"] = round(r["tokens_per_s"], 1)
+    return {"status": "ok", "params": n_params, "ours": ours, "bare": bare,
+            "ratio": round(ours["tokens_per_s"] / bare["tokens_per_s"], 3)}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="only the cases the goals need")
-    parser.add_argument("--only", help="run only cases whose name contains this text")
-    parser.add_argument("--sft-model", default="135M", help="model preset for the SFT cases (default 135M)")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per case")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
-    parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, if it is not in the built-in table")
+    parser.add_argument("--only", help="run only cases whose name contains this text (e.g. pretrain-1.7B, sft)")
+    parser.add_argument("--variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)} "
+                        "(default: all on a GPU, eager,compile on a CPU)")
+    parser.add_argument("--steps", type=int, default=None, help="timed steps per case (default 10 on a GPU, 3 on a CPU)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--peak-tflops", type=float, help="the device's dense peak, if not in the built-in table")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="also write all results to this JSON file")
     args = parser.parse_args(argv)
-    today = dt.date.today().isoformat()
 
     import torch
 
-    if not torch.cuda.is_available():
-        print(f"bench_gpu: no CUDA GPU on this machine (torch {torch.__version__}); nothing measured. "
-              "Run it on an H100/H200 and record the figures in benchmarks/RESULTS.md.")
-        goals = [{"name": g["name"], "goal": g["goal"], "ours": None, "baseline": None, "ratio": None, "met": None} for g in GOALS]
-        print(final_line(goals, skipped=True, reason="no CUDA GPU", date=today))
-        return 0
+    from smollm2_recipes.errors import UserError
 
-    import importlib.util
-
+    variants = (args.variants or ("eager,liger,compile,liger+compile" if torch.cuda.is_available() else "eager,compile")).split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise UserError(f"--variants {','.join(unknown)} unknown: use a comma-separated subset of {', '.join(VARIANTS)}.")
+    device = Device(args.peak_tflops)
+    steps = args.steps or (10 if device.cuda else 3)
+    todo = [Case(kind, preset, seq, batch, v) for kind, preset, seq, batch in (GPU_CASES if device.cuda else CPU_CASES)
+            for v in variants]
+    todo = [c for c in todo if not args.only or args.only in c.name]
+    skip_liger = liger_skip_reason(device)
+    results = []
     from tqdm.auto import tqdm
 
-    device = torch.cuda.get_device_name(0)
-    peak = peak_tflops(device, args.peak_tflops)
-    if peak is None:
-        print(f"note: unknown GPU '{device}': MFU is not computed; pass --peak-tflops", file=sys.stderr)
-    has_liger = importlib.util.find_spec("liger_kernel") is not None
-    todo = [c for c in cases(args.sft_model, args.quick) if not args.only or args.only in c.name]
     for case in tqdm(todo, desc="bench_gpu"):
-        if case.liger and not has_liger:
-            case.result = {"status": "skipped: liger-kernel not installed (pip install -e '.[gpu]')"}
-            continue
-        try:
-            case.result = run_case(case, args.steps, args.warmup, peak, args.seed)
-        except torch.cuda.OutOfMemoryError:
-            case.result = {"status": "oom"}
-        torch._dynamo.reset()
-        torch.cuda.empty_cache()
-        r = case.result
-        tqdm.write(f"{case.name:<50} {r.get('status'):<8} {r.get('tokens_per_s', ''):>10} tok/s  MFU {r.get('mfu', '')}  peak {r.get('peak_mem_gib', '')} GiB")
-    goals = summarise_goals(todo)
-    print(f"\n{device}, torch {torch.__version__}, peak {peak} TFLOPS bf16, {today}")
-    print(f"{'case':<50} {'tok/s':>10} {'MFU':>7} {'peak GiB':>9}")
-    for c in todo:
-        r = c.result
-        print(f"{c.name:<50} {r.get('tokens_per_s', r.get('status')):>10} {r.get('mfu') or '':>7} {r.get('peak_mem_gib', ''):>9}")
-    for g in goals:
-        print(f"goal: {g['goal']}: ours {g['ours']} baseline {g['baseline']} ratio {g['ratio']} met {g['met']}")
-    results = [{"name": c.name, **asdict(c)} for c in todo]
+        if VARIANTS[case.variant][0] and skip_liger:
+            result = {"status": f"skipped: {skip_liger}"}
+        else:
+            try:
+                result = run_case(case, steps, args.warmup, device, args.seed)
+            except torch.cuda.OutOfMemoryError:
+                result = {"status": "oom"}
+        results.append({"case": case.name, **result})
+        if result["status"] == "ok":
+            tqdm.write(f"{case.name:<36} ours {result['ours']['tokens_per_s']:>10} tok/s MFU {result['ours']['mfu']} "
+                       f"peak {result['ours']['peak_mem_gib']} GiB | bare {result['bare']['tokens_per_s']:>10} tok/s "
+                       f"MFU {result['bare']['mfu']} peak {result['bare']['peak_mem_gib']} GiB | ratio {result['ratio']}")
+        else:
+            tqdm.write(f"{case.name:<36} {result['status']}")
+    today = dt.date.today().isoformat()
+    ok = [r for r in results if r["status"] == "ok"]
+    head = ok[0] if ok else None
+    summary = {"name": "bench_gpu", "ours": head["ours"]["tokens_per_s"] if head else None,
+               "baseline": head["bare"]["tokens_per_s"] if head else None, "ratio": head["ratio"] if head else None,
+               "goal": "our trainers within 0.9x of a bare loop's tokens/s on the same model and batch",
+               "case": head["case"] if head else None, "device": device.name, "torch": torch.__version__, "date": today,
+               "peak_tflops": round(device.peak / 1e12, 2) if device.peak else None, "results": results}
     if args.out:
-        Path(args.out).write_text(json.dumps({"device": device, "date": today, "torch": torch.__version__, "results": results, "goals": goals}, indent=1))
-    print(final_line(goals, device=device, date=today))
+        Path(args.out).write_text(json.dumps(summary, indent=1))
+    print(json.dumps(summary))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from smollm2_recipes.errors import UserError
+
+    try:
+        raise SystemExit(main())
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2)

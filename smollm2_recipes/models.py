@@ -1,5 +1,5 @@
-"""SmolLM2 / SmolLM model shapes as named `LlamaConfig` presets, fresh initialisation with each size's
-std, parameter counting, and the RoPE / context-length change of context extension."""
+"""SmolLM2 / SmolLM model shapes as named `LlamaConfig` presets, fresh initialisation as nanotron did it,
+parameter counting, and the RoPE / context-length change of context extension."""
 
 from __future__ import annotations
 
@@ -80,14 +80,49 @@ def count_parameters(config) -> int:
     return sum(p.numel() for p in model.parameters())  # parameters() yields a tied tensor once
 
 
+# nanotron (the SmolLM2 trainer), src/nanotron/scaling/parametrization.py, StandardParametrizator: the row-parallel
+# linears -- attention's o_proj and the MLP's down_proj, whose outputs are added to the residual stream -- are
+# drawn with std / sqrt(2 * num_layers); embeddings and every other linear with std; RMSNorm weights are 1.
+RESIDUAL_OUTPUT_PROJECTIONS = ("o_proj", "down_proj")
+
+
+def init_stds(config) -> dict[str, float]:
+    """The std nanotron draws each kind of weight with, for a `LlamaConfig` (norms are set to 1, not drawn)."""
+    std = float(config.initializer_range)
+    return {"embedding": std, "linear": std, "residual_output": std / (2 * config.num_hidden_layers) ** 0.5}
+
+
+def apply_nanotron_init(model) -> None:
+    """Re-draw every weight of a fresh Llama as nanotron's StandardParametrizator does (see above)."""
+    import torch
+    from torch import nn
+
+    stds = init_stds(model.config)
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, nn.Embedding):
+                module.weight.normal_(0.0, stds["embedding"])
+            elif isinstance(module, nn.Linear):
+                if name == "lm_head" and model.config.tie_word_embeddings:
+                    continue  # the same tensor as the embedding, drawn there
+                key = "residual_output" if name.rsplit(".", 1)[-1] in RESIDUAL_OUTPUT_PROJECTIONS else "linear"
+                module.weight.normal_(0.0, stds[key])
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif "RMSNorm" in type(module).__name__:
+                module.weight.fill_(1.0)
+
+
 def build_model(name: str, seed: int | None = None, **overrides):
-    """A freshly initialised model of a preset (weights drawn with the size's init std)."""
+    """A freshly initialised model of a preset, drawn as nanotron did for SmolLM2 (`apply_nanotron_init`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     if seed is not None:
         torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(preset_config(name, **overrides))
+    model = AutoModelForCausalLM.from_config(preset_config(name, **overrides))
+    apply_nanotron_init(model)
+    return model
 
 
 def rope_theta(config) -> float:

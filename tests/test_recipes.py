@@ -20,9 +20,9 @@ def _types(path: Path):
         if path.stem == "pretrain":
             return [PretrainConfig, ModelArguments, DataArguments]
         if path.stem == "context_extension":
-            from smollm2_recipes.training.context_extension import PasskeyArguments
+            from smollm2_recipes.training.context_extension import ExtensionStartArguments, PasskeyArguments
 
-            return [PretrainConfig, ModelArguments, DataArguments, PasskeyArguments]
+            return [PretrainConfig, ModelArguments, DataArguments, PasskeyArguments, ExtensionStartArguments]
         from trl import ModelConfig
 
         from smollm2_recipes.post_training.data import ChatDataArguments

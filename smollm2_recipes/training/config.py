@@ -33,6 +33,8 @@ class PretrainConfig(TrainingArguments):
     adam_beta2: float = 0.95
     adam_epsilon: float = 1e-8
     weight_decay: float = 0.01
+    weight_decay_norms: bool = field(default=True, metadata={"help": "decay norm weights and biases too, as nanotron "
+                                     "did for SmolLM2 (true); false = the Trainer's usual exclusion of norms and biases"})
     max_grad_norm: float = 1.0
     warmup_steps: float = 2000
     lr_scheduler_type: SchedulerType | str = "warmup_stable_decay"

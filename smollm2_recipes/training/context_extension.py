@@ -2,7 +2,13 @@
 
 SmolLM2's context extension: load a pretrained checkpoint, raise the RoPE base (100k for 135M/360M, 130k for
 1.7B) and the context (2k -> 8k), continue training on a mixture with ~40% long documents, save. Then a passkey
-retrieval table over lengths x depths is printed and saved (passkey.json, passkey_heatmap.png)."""
+retrieval table over lengths x depths is printed and saved (passkey.json, passkey_heatmap.png).
+
+The paper (arXiv 2502.02737, §4.6) started from the stage-4 checkpoint taken before the final 75B tokens of
+pretraining, not from the released model (already extended and fully decayed): with `start_tokens_before_end`,
+`model:` is a `smollm2 pretrain` output folder and the checkpoint is found from its plan.json (tokens per step,
+steps of the whole run). A model whose config.json already has a longer context or a larger RoPE base than
+pretraining's is refused, Hub ids included."""
 
 from __future__ import annotations
 
@@ -12,6 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smollm2_recipes.errors import UserError
+
+# SmolLM2 pretraining (every size): 2048 positions, RoPE theta 10000 (REFERENCE.md, the released configs' base).
+PRETRAIN_CONTEXT = 2048
+PRETRAIN_ROPE_THETA = 10000.0
 
 
 @dataclass
@@ -24,10 +34,77 @@ class PasskeyArguments:
     passkey_seed: int = field(default=0, metadata={"help": "seed of the keys"})
 
 
+@dataclass
+class ExtensionStartArguments:
+    start_tokens_before_end: int | None = field(default=None, metadata={
+        "help": "start from the checkpoint of the pretraining run in `model:` taken this many tokens before the run's "
+                "end (SmolLM2: 75e9); unset = `model:` is itself the model folder or Hub id to extend"})
+
+
+def resolve_start_checkpoint(run_dir: str, tokens_before_end: int) -> tuple[str, dict]:
+    """The last complete checkpoint of pretraining run `run_dir` at or before `tokens_before_end` tokens before the
+    end of its plan, and what was chosen (steps and tokens), for the log and the saved config."""
+    from smollm2_recipes.training.checkpoints import checkpoint_step, complete_checkpoints
+
+    run = Path(run_dir)
+    plan_file = run / "plan.json"
+    if not plan_file.is_file():
+        raise UserError(f"start_tokens_before_end needs `model:` to be a smollm2 pretrain output folder with plan.json; "
+                        f"'{run_dir}' has none (a model folder or Hub id: drop start_tokens_before_end).")
+    if tokens_before_end < 0:
+        raise UserError(f"start_tokens_before_end {tokens_before_end} is negative: give a token count >= 0 (SmolLM2: 75e9).")
+    plan = json.loads(plan_file.read_text())
+    tokens_per_step, end_step = int(plan["tokens_per_step"]), int(plan["max_steps"])
+    steps_before_end = -(-int(tokens_before_end) // tokens_per_step)  # at least that many tokens remain
+    target = end_step - steps_before_end
+    if target < 0:
+        raise UserError(f"start_tokens_before_end {tokens_before_end:,} is longer than the whole run '{run_dir}' "
+                        f"({end_step} steps x {tokens_per_step:,} tokens = {end_step * tokens_per_step:,}).")
+    steps = {checkpoint_step(c): c for c in complete_checkpoints(run)}
+    candidates = [step for step in steps if step <= target]
+    if not candidates:
+        raise UserError(f"'{run_dir}' has no complete checkpoint at or before step {target} ({tokens_before_end:,} tokens "
+                        f"before its end at step {end_step}); it holds steps {sorted(steps) or 'none'} "
+                        "(keep that checkpoint: raise save_total_limit or copy it aside when it is written).")
+    step = max(candidates)
+    chosen = {"run": str(run), "checkpoint": str(steps[step]), "step": step, "end_step": end_step,
+              "tokens_per_step": tokens_per_step, "tokens_before_end": (end_step - step) * tokens_per_step}
+    return str(steps[step]), chosen
+
+
+def read_model_config(model: str) -> dict:
+    """config.json of a local folder, an `embedded:` model or a Hub model (one small download; offline, a clear error)."""
+    from smollm2_recipes import assets
+
+    local = assets.resolve(model) if assets.is_embedded(model) else model
+    if Path(local).is_dir():
+        from smollm2_recipes.training.checkpoints import read_config
+
+        return read_config(local)
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return json.loads(Path(hf_hub_download(model, filename="config.json")).read_text())
+    except Exception as err:  # offline, unknown repo, gated: all mean the model cannot be checked
+        raise UserError(f"cannot read config.json of '{model}' from the Hub ({type(err).__name__}); context extension "
+                        "must check it is not already extended: go online, or point `model:` at a local folder.") from None
+
+
+def check_not_extended(model: str, config: dict) -> None:
+    """Refuse a model whose context or RoPE base is already beyond pretraining's (e.g. the released SmolLM2 models,
+    extended to 8k and decayed): extending it again is not the paper's recipe."""
+    positions = config.get("max_position_embeddings") or 0
+    params = config.get("rope_parameters") or {}
+    theta = float(params.get("rope_theta", config.get("rope_theta", PRETRAIN_ROPE_THETA)))
+    if positions > PRETRAIN_CONTEXT or theta > PRETRAIN_ROPE_THETA:
+        raise UserError(f"'{model}' is already context-extended (max_position_embeddings {positions}, rope_theta {theta:g}; "
+                        f"pretraining used {PRETRAIN_CONTEXT} and {PRETRAIN_ROPE_THETA:g}): start from a pretraining "
+                        "output folder with start_tokens_before_end (SmolLM2: 75e9), as the paper did.")
+
+
 def check_extension(model_args, data_args) -> None:
     """Refuse what cannot be a context extension, before anything is loaded or written."""
     from smollm2_recipes import models
-    from smollm2_recipes.training.checkpoints import read_config
 
     if model_args.model in models.PRESETS:
         raise UserError(f"extend-context starts from a trained model folder, not the preset '{model_args.model}': "
@@ -35,13 +112,14 @@ def check_extension(model_args, data_args) -> None:
     if model_args.max_position_embeddings is None or model_args.rope_theta is None:
         raise UserError("extend-context needs max_position_embeddings and rope_theta in the recipe "
                         "(SmolLM2: 8192 and 100000 for 135M/360M, 130000 for 1.7B).")
-    if Path(model_args.model).is_dir():
-        current = read_config(model_args.model).get("max_position_embeddings")
-        if current is not None and model_args.max_position_embeddings < current:
-            raise UserError(f"max_position_embeddings {model_args.max_position_embeddings} is below the model's current "
-                            f"{current}: context extension can only grow the context.")
     if data_args.seq_len > model_args.max_position_embeddings:
         raise UserError(f"seq_len {data_args.seq_len} exceeds the new max_position_embeddings {model_args.max_position_embeddings}.")
+    config = read_model_config(model_args.model)
+    current = config.get("max_position_embeddings")
+    if current is not None and model_args.max_position_embeddings < current:
+        raise UserError(f"max_position_embeddings {model_args.max_position_embeddings} is below the model's current "
+                        f"{current}: context extension can only grow the context.")
+    check_not_extended(model_args.model, config)
 
 
 def run_passkey(model_dir: str, passkey_args: PasskeyArguments, output_dir: str) -> dict | None:
@@ -69,7 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     from smollm2_recipes.training.config import ModelArguments, PretrainConfig
     from smollm2_recipes.training.pretrain import run_pretrain
 
-    config, model_args, data_args, passkey_args = parse([PretrainConfig, ModelArguments, DataArguments, PasskeyArguments], argv)
+    config, model_args, data_args, passkey_args, start_args = parse(
+        [PretrainConfig, ModelArguments, DataArguments, PasskeyArguments, ExtensionStartArguments], argv)
+    if start_args.start_tokens_before_end is not None:
+        model_args.model, chosen = resolve_start_checkpoint(model_args.model, start_args.start_tokens_before_end)
+        print(f"context extension starts from {chosen['checkpoint']} (step {chosen['step']} of {chosen['end_step']}, "
+              f"{chosen['tokens_before_end']:,} tokens before the end)", file=sys.stderr)
     check_extension(model_args, data_args)
     summary = run_pretrain(config, model_args, data_args)
     if config.should_save:

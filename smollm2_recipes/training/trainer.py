@@ -3,7 +3,9 @@
 - reads a `TrackedStream` (no accelerate re-sharding: the data package already gives each rank its blocks);
 - atomic checkpoints that also hold the data position, the token ledger, the spike guard and the averaged
   weights, so a resumed run reads exactly the tokens an uninterrupted one would;
-- per-step loss for the spike guard, and logs of tokens/s, MFU, tokens per source and the data position.
+- per-step loss for the spike guard, and logs of tokens/s, MFU, tokens per source and the data position;
+- weight decay on every parameter, as nanotron did for SmolLM2 (`weight_decay_norms: false` restores the Trainer's
+  exclusion of norms and biases).
 Optimiser, WSD schedule, clipping, accumulation, autocast, logging back-ends and progress bars are the Trainer's."""
 
 from __future__ import annotations
@@ -77,6 +79,14 @@ class PretrainTrainer(Trainer):
             self.spike_guard.losses.extend(state.get("spike_guard", {}).get("losses", []))
         if self.averager is not None:
             self.averager.load(checkpoint)
+
+    # ---- optimiser ---------------------------------------------------------------------------------------
+    def get_decay_parameter_names(self, model) -> list[str]:
+        # nanotron's `weight_decay_exclude_named_params` defaults to an empty list (src/nanotron/config/config.py),
+        # so SmolLM2 decayed its RMSNorm weights too; the Trainer's own rule skips norms and biases.
+        if self.args.weight_decay_norms:
+            return [name for name, param in model.named_parameters() if param.requires_grad]
+        return super().get_decay_parameter_names(model)
 
     # ---- one step --------------------------------------------------------------------------------------
     def training_step(self, model, inputs, num_items_in_batch=None):
