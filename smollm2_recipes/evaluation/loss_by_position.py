@@ -61,14 +61,14 @@ def evaluate_loss_by_position(model, tokenizer, original_length: int, max_length
     from smollm2_recipes.evaluation.generation import eval_mode
 
     buckets = position_buckets(original_length, max_length)
-    windows = torch.tensor(long_windows(tokenizer, max_length, source, max_windows))
+    windows = torch.tensor(long_windows(tokenizer, max_length, source, max_windows)).to(model.device)
     nll_sum = torch.zeros(max_length, dtype=torch.float64)
     with eval_mode(model):
         for start in tqdm(range(0, len(windows), batch_size), desc="loss by position", disable=not progress, file=sys.stderr):
             x = windows[start:start + batch_size]
             logits = model(x[:, :-1]).logits.float()
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
-            nll_sum += nll.sum(0).double()  # position p predicts token p+1 from the p+1 tokens before it
+            nll_sum += nll.sum(0).double().cpu()  # position p predicts token p+1 from the p+1 tokens before it
     per_position = nll_sum / len(windows)
     return {
         "original_length": original_length,
@@ -113,17 +113,22 @@ def before_and_after(model_before: str, model_after: str, output_dir: str, sourc
     import json
     import os
 
+    import torch
+    from transformers import AutoConfig
+
+    from smollm2_recipes.assets import resolve
     from smollm2_recipes.models import load_pretrained
 
-    before_model, tokenizer = load_pretrained(model_before, dtype="float32")
-    after_model, _ = load_pretrained(model_after, dtype="float32")
-    original = before_model.config.max_position_embeddings
-    new = after_model.config.max_position_embeddings
+    original, new = (AutoConfig.from_pretrained(resolve(name)).max_position_embeddings for name in (model_before, model_after))
     result = {"original_length": original, "max_length": new, "source": source}
-    for label, model in (("before", before_model), ("after", after_model)):
+    for label, name in (("before", model_before), ("after", model_after)):  # one model in memory at a time
+        model, tokenizer = load_pretrained(name, dtype="float32")
+        if torch.cuda.is_available():
+            model.to("cuda")
         scored = evaluate_loss_by_position(model, tokenizer, original, new, source, max_windows)
         result[label] = scored["losses"]
         result["windows"], result["tokens_per_bucket"] = scored["windows"], scored["tokens_per_bucket"]
+        del model
     inside, beyond = bucket_name((0, original)), [b for b in result["after"] if not b.startswith("[0,")]
     # the quickstart's goal: beyond the original length within 10% of inside it after, well above before
     result["after_beyond_over_inside"] = max(result["after"][b] for b in beyond) / result["after"][inside]
