@@ -124,7 +124,7 @@ def test_a_step_that_reruns_reruns_everything_after_it(tmp_path):
 def test_full_mode_scores_all_164_humaneval_problems_and_500_arith_problems(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     steps = {s.name: s for s in build_steps(tmp_path, False)}
-    assert len(steps["evaluate"].commands) == 3 and all("--limit" not in argv for argv in steps["evaluate"].commands)
+    assert len(steps["evaluate"].commands) == 2 and all("--limit" not in argv for argv in steps["evaluate"].commands)
     for name in ("sft", "dpo"):
         argv = steps[name].commands[0]
         assert argv[argv.index("--arith_eval_samples") + 1] == "500"
