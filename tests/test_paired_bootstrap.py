@@ -30,3 +30,14 @@ def test_pairing_narrows_the_interval_of_shared_outcomes():
 def test_unequal_lists_are_refused():
     with pytest.raises(UserError, match="got 3 and 2"):
         paired_bootstrap_ci([1, 0, 1], [1, 0])
+
+
+def test_arith_evaluation_keeps_each_problems_outcome_in_order(micro_model_dir):
+    from smollm2_recipes.evaluation.arith import evaluate_arith
+    from smollm2_recipes.models import load_pretrained
+
+    model, tokenizer = load_pretrained(micro_model_dir, dtype="float32")
+    result = evaluate_arith(model, tokenizer, n=6, seed=0, max_new_tokens=4, progress=False)
+    assert len(result["correct_per_problem"]) == 6 and set(result["correct_per_problem"]) <= {0, 1}
+    assert sum(result["correct_per_problem"]) == result["correct"]
+    assert [s["correct"] for s in result["samples"]] == [bool(c) for c in result["correct_per_problem"][:5]]
