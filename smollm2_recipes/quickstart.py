@@ -1,5 +1,6 @@
 """`smollm2 quickstart` (`make quickstart`): the whole SmolLM2 story in miniature on a laptop CPU, with the
-real SmolLM2 tokenizer and SmolLM2-135M-Instruct, ending in outputs/quickstart/REPORT.md.
+real SmolLM2 tokenizer and SmolLM2-135M-Instruct, ending in outputs/quickstart/REPORT.md and, next to it,
+report.json (the same figures for programs).
 
 Each step is a real `smollm2 ...` command run in a subprocess (the same code a user runs), writing into
 its own folder. A step whose folder holds a `.done` marker from an earlier run with the same settings is
@@ -86,12 +87,20 @@ def _pretrain_rows(folder: Path) -> list[tuple[str, str]]:
 
 
 def _context_rows(folder: Path) -> list[tuple[str, str]]:
+    by_position = _read_json(folder / "run" / "loss_by_position.json")
+    rows = [(f"held-out loss at positions {bucket} (before → after)",
+             f"{_fmt(loss)} → {_fmt(by_position['after'].get(bucket))}") for bucket, loss in by_position.get("before", {}).items()]
+    if by_position:
+        rows.append(("worst bucket beyond the original length / inside it, after (goal ≤ 1.1; before)",
+                     f"{by_position['after_beyond_over_inside']:.3f} (before {by_position['before_beyond_over_inside']:.3f})"))
     result = _read_json(folder / "run" / "passkey.json")
     by_length = [f"{length}: {_fmt(sum(row[j] for row in result['accuracy']) / len(result['accuracy']))}"
                  for j, length in enumerate(result.get("lengths", []))]
-    return [("passkey accuracy by length (tokens: accuracy)", ", ".join(by_length)),
-            ("passkey mean accuracy", _fmt(result.get("mean_accuracy"))),
-            ("![passkey heatmap", "run/passkey_heatmap.png")]
+    return rows + [("passkey accuracy by length (tokens: accuracy)", ", ".join(by_length)),
+                   ("passkey: why no retrieval is expected here", "a 7M-parameter model cannot retrieve a passkey at any length; "
+                    "the 135M can: smollm2 eval HuggingFaceTB/SmolLM2-135M --tasks passkey"),
+                   ("![held-out loss by position bucket, before and after", "run/loss_by_position.png"),
+                   ("![passkey heatmap", "run/passkey_heatmap.png")]
 
 
 def _compare_rows(folder: Path, stable_step: int) -> list[tuple[str, str]]:
@@ -106,11 +115,20 @@ def _compare_rows(folder: Path, stable_step: int) -> list[tuple[str, str]]:
     return rows
 
 
-def _synth_rows(folder: Path) -> list[tuple[str, str]]:
-    magpie, prefs = _read_json(folder / "magpie" / "summary.json"), _read_json(folder / "preferences" / "summary.json")
+def _magpie_counts(folder: Path) -> dict:
+    """The MagPie summary's counts, read defensively (older summaries lack `rows`, `tags_parsed`, `truncated_written`)."""
+    magpie = _read_json(folder / "magpie" / "summary.json")
     tags = magpie.get("tags", {})
-    return [("MagPie conversations written (generated)", f"{magpie.get('rows_written')} ({magpie.get('generated')})"),
-            ("MagPie tags parsed as JSON", f"{tags.get('parsed')}/{tags.get('total')}"),
+    return {"tags_parsed": magpie.get("tags_parsed", tags.get("parsed")), "tags_total": tags.get("total"),
+            "rows": magpie.get("rows", magpie.get("rows_written")), "generated": magpie.get("generated"),
+            "truncated_written": magpie.get("truncated_written"), "truncated_dropped": magpie.get("truncated_dropped")}
+
+
+def _synth_rows(folder: Path) -> list[tuple[str, str]]:
+    magpie, prefs = _magpie_counts(folder), _read_json(folder / "preferences" / "summary.json")
+    return [("MagPie conversations written (generated)", f"{magpie['rows']} ({magpie['generated']})"),
+            ("MagPie tags parsed as JSON", f"{magpie['tags_parsed']}/{magpie['tags_total']}"),
+            ("MagPie turns cut at max_new_tokens: written (dropped)", f"{magpie['truncated_written']} ({magpie['truncated_dropped']})"),
             (f"preference pairs ({prefs.get('verifier', '?')} verifier)", f"{prefs.get('pairs')} from {prefs.get('prompts')} prompts"
              + (f"; {prefs['no_contrast']} prompts had no right/wrong contrast" if prefs.get("no_contrast") else ""))]
 
@@ -120,11 +138,41 @@ def _arith_rows(folder: Path) -> list[tuple[str, str]]:
     return [(f"arith accuracy {label.replace('_', ' ')}", f"{r['accuracy']:.1%} ({r['correct']}/{r['n']})") for label, r in results.items()]
 
 
-def _evals_rows(folder: Path) -> list[tuple[str, str]]:
+def dpo_gain(out: Path) -> dict | None:
+    """After-SFT vs after-DPO on the same held-out problems (both runs evaluate seed-0 problems in order), with a
+    paired bootstrap 95% interval of the difference; None when either per-problem list is missing."""
+    from smollm2_recipes.evaluation.paired_bootstrap import paired_bootstrap_ci
+
+    sft = _read_json(out / "sft" / "run" / "arith_eval.json").get("after_sft", {})
+    dpo = _read_json(out / "dpo" / "run" / "arith_eval.json").get("after_dpo", {})
+    if "correct_per_problem" not in sft or "correct_per_problem" not in dpo or sft.get("seed") != dpo.get("seed"):
+        return None
+    return paired_bootstrap_ci(sft["correct_per_problem"], dpo["correct_per_problem"], seed=0)
+
+
+def _dpo_rows(folder: Path, fast: bool) -> list[tuple[str, str]]:
+    gain = dpo_gain(folder.parent)
+    if gain is None:
+        return _arith_rows(folder) + [("DPO gain", "(no per-problem results to compare)")]
+    lo, hi = gain["ci"]
+    verdict = "no goal in FAST mode" if fast else ("above 0: a gain beyond noise" if lo > 0 else "goal (above 0) not met")
+    return _arith_rows(folder) + [(f"DPO gain on the same {gain['n']} problems, paired bootstrap 95% interval",
+                                   f"{gain['gain']:+.1%} [{lo:+.1%}, {hi:+.1%}] ({verdict})")]
+
+
+# the instruct model we start from and the final one: all 164 problems each (~5 min per model on 2 cores)
+HUMANEVAL_MODELS = ("before", "after-dpo")
+FAST_HUMANEVAL = "left out in FAST mode: too few of 164 problems fit in 6 minutes to tell the models apart"
+
+
+def _evals_rows(folder: Path, fast: bool) -> list[tuple[str, str]]:
+    if fast:
+        return [("HumanEval", FAST_HUMANEVAL)]
     rows = []
-    for name in ("before", "after-sft", "after-dpo"):
+    for name in HUMANEVAL_MODELS:
         result = _read_json(folder / name / "results.json").get("tasks", {}).get("humaneval", {})
-        rows.append((f"HumanEval pass@1 {name.replace('-', ' ')}", f"{_fmt(result.get('pass@1'))} ({result.get('passed')}/{result.get('n')})"))
+        rows.append((f"HumanEval pass@1 {name.replace('-', ' ')} (solved/problems)",
+                     f"{_fmt(result.get('pass@1'))} ({result.get('passed')}/{result.get('n')})"))
     return rows
 
 
@@ -136,8 +184,7 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
     save = plan["save_steps"]
     stable_ckpt, early_ckpt = pretrain / f"checkpoint-{2 * save}", pretrain / f"checkpoint-{save}"
     decay_steps = max(2, save // 2)
-    arith_n = "40" if fast else "200"
-    humaneval_n = "4" if fast else "20"
+    arith_n = "40" if fast else "500"  # the same problems after SFT and after DPO: a paired comparison
     # 32 half-length rows (~130 problems): enough to move arithmetic accuracy, not to learn it well
     sft_budget = ["--max_steps", "32", "--max_length", "512"] if fast else []
     rows = "4" if fast else "20"
@@ -177,12 +224,13 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
              [["dpo", str(_shrunk_dpo_recipe(out, fast)), "--model_name_or_path", str(out / "sft" / "run"),
                "--output_dir", "{out}/run", "--arith_eval_samples", arith_n]],
              full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_dpo.py recipes/smollm2/1.7B/dpo.yaml",
-             summarise=_arith_rows),
-        Step("evaluate", f"Offline evaluation before/after (HumanEval subset of {humaneval_n})",
-             [["eval", model, "--tasks", "humaneval", "--limit", humaneval_n, "--output_dir", f"{{out}}/{name}"]
-              for name, model in [("before", "embedded:SmolLM2-135M-Instruct"), ("after-sft", str(out / "sft" / "run")),
-                                  ("after-dpo", str(out / "dpo" / "run"))]],
-             full_size="smollm2 eval recipes/eval/smollm2_instruct.yaml HuggingFaceTB/SmolLM2-1.7B-Instruct", summarise=_evals_rows),
+             summarise=partial(_dpo_rows, fast=fast)),
+        Step("evaluate", "Offline evaluation before/after: HumanEval, all 164 problems" + (" (left out in FAST mode)" if fast else ""),
+             [] if fast else  # FAST keeps the step and says why it has no figures
+             [["eval", model, "--tasks", "humaneval", "--output_dir", f"{{out}}/{name}"]
+              for name, model in zip(HUMANEVAL_MODELS, ["embedded:SmolLM2-135M-Instruct", str(out / "dpo" / "run")])],
+             full_size="smollm2 eval recipes/eval/smollm2_instruct.yaml HuggingFaceTB/SmolLM2-1.7B-Instruct",
+             summarise=partial(_evals_rows, fast=fast)),
     ]
     return steps
 
@@ -306,10 +354,41 @@ def write_report(steps: list[Step], out: Path, fast: bool, total_seconds: float)
     return report
 
 
+def report_figures(steps: list[Step], out: Path, fast: bool, total_seconds: float) -> dict:
+    """report.json: the report's figures for programs, read back from the files each step wrote."""
+    magpie = _magpie_counts(out / "synth")
+    by_position = _read_json(out / "context" / "run" / "loss_by_position.json")
+    gain = dpo_gain(out)
+    humaneval = {}
+    for name in () if fast else HUMANEVAL_MODELS:
+        result = _read_json(out / "evaluate" / name / "results.json").get("tasks", {}).get("humaneval", {})
+        humaneval[name] = {"solved": result.get("passed"), "n": result.get("n"), "pass@1": result.get("pass@1")}
+    return {
+        "mode": "fast" if fast else "full",
+        "total_seconds": round(total_seconds, 1),
+        "steps": {s.name: {"seconds": round(s.seconds, 1), "reused": s.reused, "figures": dict(s.figures)} for s in steps},
+        "synth": {"magpie": {k: magpie[k] for k in ("tags_parsed", "rows", "truncated_written")},
+                  "preference_pairs": _read_json(out / "synth" / "preferences" / "summary.json").get("pairs")},
+        "context": {"loss_by_position": {k: by_position.get(k) for k in ("before", "after", "original_length")}},
+        "dpo": {"n": gain["n"], "after_sft": gain["first"], "after_dpo": gain["second"], "gain": gain["gain"],
+                "gain_ci95": gain["ci"]} if gain else {"n": None, "after_sft": None, "after_dpo": None, "gain_ci95": None},
+        "evaluate": {"humaneval": humaneval, **({"humaneval_note": FAST_HUMANEVAL} if fast else {})},
+    }
+
+
+def write_report_json(steps: list[Step], out: Path, fast: bool, total_seconds: float) -> Path:
+    import os
+
+    path, tmp = out / "report.json", out / "report.json.tmp"
+    tmp.write_text(json.dumps(report_figures(steps, out, fast, total_seconds), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
     parser.add_argument("--output_dir", default="outputs/quickstart")
-    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none (about 6 minutes on 2 CPU cores; the full run about 25)")
+    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 6 minutes on 2 CPU cores; the full run about 25)")
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
@@ -324,7 +403,9 @@ def main(argv: list[str]) -> int:
     for i, step in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {step.title}", flush=True)
         rerun = run_step(step, out / step.name, rerun) or rerun  # a step that re-ran invalidates what follows
-    report = write_report(steps, out, args.fast, time.time() - start)
+    total = time.time() - start
+    report = write_report(steps, out, args.fast, total)
+    write_report_json(steps, out, args.fast, total)
     print("\n" + report)
-    print(f"report: {out / 'REPORT.md'}")
+    print(f"report: {out / 'REPORT.md'} (figures for programs: {out / 'report.json'})")
     return 0

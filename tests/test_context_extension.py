@@ -53,6 +53,8 @@ def test_extend_context_trains_saves_and_writes_the_passkey_heatmap(short_model,
     assert result["lengths"] == [64, 128, 256] and result["depths"] == [0.0, 1.0]
     assert len(result["cells"]) == 6 and all(0.0 <= c["accuracy"] <= 1.0 and c["key_logprob"] < 0 for c in result["cells"])
     assert (out / "passkey_heatmap.png").stat().st_size > 5_000
+    by_position = json.loads((out / "loss_by_position.json").read_text())  # before (64 positions) and after, at 256
+    assert by_position["original_length"] == 64 and list(by_position["after"]) == ["[0,64)", "[64,128)", "[128,256)"]
     printed = capsys.readouterr().out
     assert "depth \\ length" in printed and "256" in printed
     # the long source fed the stream (~40% of the tokens)

@@ -1,6 +1,7 @@
 """The quickstart cannot rot: every command of every step (FAST and full) is a real `smollm2` command whose
 recipe and flags parse, and the step machinery reuses finished work and writes the report."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,14 +73,34 @@ def test_fast_quickstart_runs_every_step_reports_it_and_reuses_it(tmp_path):
     perplexities = [float(v) for k, v in table.items() if k.endswith("held-out perplexity")]
     assert len(perplexities) == 4 and all(1 < p < 60_000 for p in perplexities)  # below uniform (49,152)
     assert table["passkey accuracy by length (tokens: accuracy)"].startswith("256: ")
+    assert "7M-parameter" in table["passkey: why no retrieval is expected here"]
+    assert [k for k in table if k.startswith("held-out loss at positions")] == [
+        f"held-out loss at positions {b} (before → after)" for b in ("[0,256)", "[256,512)", "[512,1024)")]
     assert [k for k in table if k.startswith("arith accuracy")] == ["arith accuracy before sft", "arith accuracy after sft",
                                                                     "arith accuracy after dpo"]
-    assert all(v.endswith("/4)") for k, v in table.items() if k.startswith("HumanEval pass@1"))
-    for plot in ["pretrain/run/training_curves.png", "context/run/passkey_heatmap.png",
+    assert "[" in table["DPO gain on the same 40 problems, paired bootstrap 95% interval"]
+    assert table["HumanEval"].startswith("left out in FAST mode")
+    for plot in ["pretrain/run/training_curves.png", "context/run/passkey_heatmap.png", "context/run/loss_by_position.png",
                  "cooldown/eval-checkpoints/curves/perplexity_perplexity.png"]:
         assert f"]({plot})" in report and (out / plot).stat().st_size > 5000, plot
     assert "Full size: `accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_sft.py" in report
     assert first.stdout.count("reusing") == 0 and report in first.stdout
+
+    figures = json.loads((out / "report.json").read_text())  # the interface for checking (issue 16)
+    assert figures["mode"] == "fast" and isinstance(figures["total_seconds"], float)
+    assert set(figures["steps"]) == {s.name for s in build_steps(out, True)}
+    assert all(isinstance(s["seconds"], float) and s["seconds"] >= 0 for s in figures["steps"].values())
+    magpie = figures["synth"]["magpie"]
+    assert set(magpie) == {"tags_parsed", "rows", "truncated_written"} and isinstance(magpie["rows"], int)
+    assert isinstance(figures["synth"]["preference_pairs"], int)
+    by_position = figures["context"]["loss_by_position"]
+    assert by_position["original_length"] == 256 and list(by_position["before"]) == list(by_position["after"])
+    assert all(isinstance(v, float) for side in ("before", "after") for v in by_position[side].values())
+    dpo = figures["dpo"]
+    assert dpo["n"] == 40 and 0 <= dpo["after_sft"] <= 1 and 0 <= dpo["after_dpo"] <= 1
+    lo, hi = dpo["gain_ci95"]
+    assert lo <= dpo["after_dpo"] - dpo["after_sft"] <= hi
+    assert figures["evaluate"]["humaneval"] == {} and "FAST" in figures["evaluate"]["humaneval_note"]
 
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert second.returncode == 0 and second.stdout.count("reusing") == 10
@@ -98,3 +119,28 @@ def test_a_step_that_reruns_reruns_everything_after_it(tmp_path):
     assert again.returncode == 0 and "reusing" not in again.stdout  # chat re-ran because assets did
     assert "SmolLM2-135M-Instruct  (cached)" in again.stdout  # the asset cache itself was reused, and says so
     assert "| chat | " in (out / "REPORT.md").read_text() and "| chat | reused |" not in (out / "REPORT.md").read_text()
+
+
+def test_full_mode_scores_all_164_humaneval_problems_and_500_arith_problems(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    steps = {s.name: s for s in build_steps(tmp_path, False)}
+    assert len(steps["evaluate"].commands) == 2 and all("--limit" not in argv for argv in steps["evaluate"].commands)
+    for name in ("sft", "dpo"):
+        argv = steps[name].commands[0]
+        assert argv[argv.index("--arith_eval_samples") + 1] == "500"
+    fast = {s.name: s for s in build_steps(tmp_path / "fast", True)}
+    assert fast["evaluate"].commands == [] and fast["evaluate"].summarise(tmp_path)[0][1].startswith("left out in FAST mode")
+
+
+def test_dpo_gain_pairs_the_same_problems_from_the_two_runs_files(tmp_path):
+    from smollm2_recipes.quickstart import dpo_gain
+
+    for stage, outcomes in (("sft", [0, 1, 0, 0] * 50), ("dpo", [1, 1, 0, 1] * 50)):
+        (tmp_path / stage / "run").mkdir(parents=True)
+        (tmp_path / stage / "run" / "arith_eval.json").write_text(json.dumps(
+            {f"after_{stage}": {"seed": 0, "n": 200, "correct_per_problem": outcomes}}))
+    gain = dpo_gain(tmp_path)
+    assert gain["n"] == 200 and gain["first"] == 0.25 and gain["second"] == 0.75 and gain["gain"] == 0.5
+    assert 0.4 < gain["ci"][0] < 0.5 < gain["ci"][1] < 0.6
+    (tmp_path / "dpo" / "run" / "arith_eval.json").write_text(json.dumps({"after_dpo": {"seed": 1, "correct_per_problem": [1]}}))
+    assert dpo_gain(tmp_path) is None  # different problems: no paired figure

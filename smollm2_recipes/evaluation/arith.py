@@ -44,7 +44,8 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 32, 
 
 def evaluate_arith(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, max_new_tokens: int = 96,
                    progress: bool = True) -> dict:
-    """{"accuracy": exact-match share, "correct", "n", "seed", "samples": first few (question, output, answer)}."""
+    """{"accuracy": exact-match share, "correct", "n", "seed", "correct_per_problem": 0/1 in problem order,
+    "samples": first few (question, output, answer)}."""
     import torch
 
     torch.manual_seed(seed)
@@ -57,6 +58,7 @@ def evaluate_arith(model, tokenizer, n: int = 200, seed: int = 0, batch_size: in
         "correct": sum(correct),
         "n": len(problems),
         "seed": seed,
+        "correct_per_problem": [int(c) for c in correct],  # for paired comparisons of two models on the same problems
         "samples": [{"question": p.question, "output": o[0], "answer": p.answer, "correct": c}
                     for p, o, c in list(zip(problems, outputs, correct))[:5]],
     }

@@ -2,7 +2,8 @@
 
 SmolLM2's context extension: load a pretrained checkpoint, raise the RoPE base (100k for 135M/360M, 130k for
 1.7B) and the context (2k -> 8k), continue training on a mixture with ~40% long documents, save. Then a passkey
-retrieval table over lengths x depths is printed and saved (passkey.json, passkey_heatmap.png).
+retrieval table over lengths x depths is printed and saved (passkey.json, passkey_heatmap.png), and held-out
+loss by position bucket before and after (loss_by_position.json, loss_by_position.png).
 
 The paper (arXiv 2502.02737, §4.6) started from the stage-4 checkpoint taken before the final 75B tokens of
 pretraining, not from the released model (already extended and fully decayed): with `start_tokens_before_end`,
@@ -160,5 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         if result is not None:
             print(f"passkey mean accuracy {result['mean_accuracy']:.2f}; heatmap: {result['heatmap']}", file=sys.stderr)
             summary["passkey_mean_accuracy"] = result["mean_accuracy"]
-    print(json.dumps({k: summary.get(k) for k in ("global_step", "final_loss", "tokens_seen", "passkey_mean_accuracy")}))
+        from smollm2_recipes.evaluation.loss_by_position import before_and_after
+
+        by_position = before_and_after(model_args.model, config.output_dir, config.output_dir)  # writes loss_by_position.{json,png}
+        summary["loss_by_position_after"] = by_position["after"]
+    print(json.dumps({k: summary.get(k) for k in ("global_step", "final_loss", "tokens_seen", "passkey_mean_accuracy",
+                                                   "loss_by_position_after")}))
     return 0
