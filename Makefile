@@ -71,7 +71,8 @@ define stage
 	$(if $(RECIPE),,@echo "make $(1): $(if $(HAS_CUDA),$(GPUS) CUDA GPU(s) found: the flagship recipe $(DEFAULT_RECIPES)/$(2).yaml runs with accelerate launch on them (ddp.yaml$(comma) --num_processes $(GPUS)); the CPU recipe instead: make $(1) RECIPE=$(OTHER_RECIPES)/$(2).yaml,no CUDA GPU: the CPU recipe $(DEFAULT_RECIPES)/$(2).yaml runs; the flagship (SmolLM2-1.7B) on GPUs: make $(1) RECIPE=$(OTHER_RECIPES)/$(2).yaml ACCELERATE_CONFIG=recipes/accelerate_configs/ddp.yaml)")
 	$(call launch,$(1),$(2),$(or $(RECIPE),$(ROOT)/$(DEFAULT_RECIPES)/$(2).yaml),$(or $(ACCELERATE_CONFIG),$(if $(RECIPE),,$(if $(HAS_CUDA),$(DDP_CONFIG)))),$(if $(or $(RECIPE),$(ACCELERATE_CONFIG)),,$(if $(HAS_CUDA),--num_processes $(GPUS))))
 endef
-# $(1) command, $(2) script name, $(3) recipe, $(4) accelerate config (empty: no accelerate), $(5) launch flags
+# $(1) command, $(2) script name, $(3) recipe, $(4) accelerate config (empty: no accelerate), $(5) launch flags.
+# --quiet: a stage that stops shows its own one-line error, not accelerate's CalledProcessError traceback.
 define launch
 	$(if $(4),$(PY) -m smollm2_recipes.launch_check $(4) $(5) && $(VENV)/bin/accelerate launch --quiet --config_file $(4) $(5) $(ROOT)/scripts/run_$(2).py $(3) $(ARGS),$(SMOLLM2) $(1) $(3) $(ARGS))
 endef
