@@ -83,7 +83,7 @@ def require_local_or_hub(name: str) -> None:
     """Stop with one line when `name` is neither an existing path nor a Hub id that is cached or reachable."""
     if not looks_like_hub_id(name):
         if _looks_like_missing_folder(name):
-            raise UserError(f"'{name}' does not exist and is not a Hub id (owner/name); if it is an earlier stage's "
+            raise UserError(f"'{name}' does not exist: it is neither a local folder nor a Hub id (owner/name); if it is an earlier stage's "
                             "output_dir, run that stage first (e.g. make sft before make dpo).")
         return
     if _cached(name):

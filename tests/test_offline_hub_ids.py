@@ -51,7 +51,7 @@ def test_local_paths_and_data_names_pass_through(empty_hub_cache, tmp_path):
 
 
 def test_a_missing_earlier_stage_output_says_to_run_that_stage_first(empty_hub_cache):
-    with pytest.raises(UserError, match=r"'outputs/tiny/sft' does not exist.*run that stage first"):
+    with pytest.raises(UserError, match=r"'outputs/tiny/sft' does not exist: it is neither a local folder nor a Hub id.*run that stage first"):
         resolve("outputs/tiny/sft")
 
 
