@@ -15,7 +15,8 @@ ARGS ?=
 FAST ?=
 TEST_ARGS ?=
 
-# glibc malloc settings that cut system time in CPU training (../shared/REFERENCE.md).
+# glibc malloc settings that cut system time in CPU training (the MALLOC_*_ variables of mallopt(3):
+# https://man7.org/linux/man-pages/man3/mallopt.3.html).
 export MALLOC_MMAP_THRESHOLD_ ?= 10000000000
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 export MALLOC_TOP_PAD_ ?= 1000000000
