@@ -15,7 +15,8 @@ ARGS ?=
 FAST ?=
 TEST_ARGS ?=
 
-# glibc malloc settings that cut system time in CPU training (../shared/REFERENCE.md).
+# glibc malloc settings that cut system time in CPU training (the MALLOC_*_ variables of mallopt(3):
+# https://man7.org/linux/man-pages/man3/mallopt.3.html).
 export MALLOC_MMAP_THRESHOLD_ ?= 10000000000
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 export MALLOC_TOP_PAD_ ?= 1000000000
@@ -26,7 +27,9 @@ export HF_HUB_DISABLE_TELEMETRY ?= 1
 help:
 	@echo "make quickstart   the whole SmolLM2 pipeline in miniature, offline (FAST=1 for a shorter run)"
 	@echo "make test         the whole test suite"
-	@echo "make pretrain|extend-context|sft|dpo|eval RECIPE=recipes/... [ACCELERATE_CONFIG=recipes/accelerate_configs/ddp.yaml] [ARGS='--key value']"
+	@echo "make pretrain|extend-context|sft|dpo [RECIPE=recipes/...] [ACCELERATE_CONFIG=recipes/accelerate_configs/ddp.yaml] [ARGS='--key value']"
+	@echo "                  without RECIPE: the flagship recipe on CUDA GPUs, the CPU recipe (recipes/smollm2/tiny/) elsewhere"
+	@echo "make eval [MODEL=...] [TASKS=...]   without MODEL: the last finished stage's output (make sft && make dpo && make eval)"
 
 install: $(STAMP)
 
@@ -53,10 +56,26 @@ assets: $(STAMP)
 quickstart: $(STAMP)
 	$(SMOLLM2) quickstart $(if $(FAST),--fast) $(ARGS)
 
-# One target per stage; ACCELERATE_CONFIG switches to `accelerate launch` on the stage's script.
+# One target per stage. Without RECIPE: with CUDA GPUs the flagship recipe (recipes/smollm2/<stage>.yaml,
+# SmolLM2-1.7B) runs through `accelerate launch` on every GPU found; elsewhere the CPU recipe
+# (recipes/smollm2/tiny/<stage>.yaml) runs; one line first says which and how to run the other.
+# ACCELERATE_CONFIG switches a given RECIPE to `accelerate launch` on the stage's script. Paths are taken
+# from this Makefile's folder, so `make -f path/to/Makefile sft` writes outputs/ under the working directory.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+GPUS := $(if $(HAS_CUDA),$(shell nvidia-smi -L 2>/dev/null | grep -c '^GPU'),0)
+DDP_CONFIG := $(ROOT)/recipes/accelerate_configs/ddp.yaml
+DEFAULT_RECIPES := recipes/smollm2$(if $(HAS_CUDA),,/tiny)
+OTHER_RECIPES := recipes/smollm2$(if $(HAS_CUDA),/tiny)
+
+# $(1) make target and smollm2 command, $(2) recipe and script name
 define stage
-	$(if $(RECIPE),,$(error RECIPE is required, e.g. make $(1) RECIPE=recipes/smollm2/tiny/$(2).yaml))
-	$(if $(ACCELERATE_CONFIG),$(PY) -m smollm2_recipes.launch_check $(ACCELERATE_CONFIG) && $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG) scripts/run_$(2).py $(RECIPE) $(ARGS),$(SMOLLM2) $(1) $(RECIPE) $(ARGS))
+	$(if $(RECIPE),,@echo "make $(1): $(if $(HAS_CUDA),$(GPUS) CUDA GPU(s) found: the flagship recipe $(DEFAULT_RECIPES)/$(2).yaml runs with accelerate launch on them (ddp.yaml$(comma) --num_processes $(GPUS)); the CPU recipe instead: make $(1) RECIPE=$(OTHER_RECIPES)/$(2).yaml,no CUDA GPU: the CPU recipe $(DEFAULT_RECIPES)/$(2).yaml runs; the flagship (SmolLM2-1.7B) on GPUs: make $(1) RECIPE=$(OTHER_RECIPES)/$(2).yaml ACCELERATE_CONFIG=recipes/accelerate_configs/ddp.yaml)")
+	$(call launch,$(1),$(2),$(or $(RECIPE),$(ROOT)/$(DEFAULT_RECIPES)/$(2).yaml),$(or $(ACCELERATE_CONFIG),$(if $(RECIPE),,$(if $(HAS_CUDA),$(DDP_CONFIG)))),$(if $(or $(RECIPE),$(ACCELERATE_CONFIG)),,$(if $(HAS_CUDA),--num_processes $(GPUS))))
+endef
+# $(1) command, $(2) script name, $(3) recipe, $(4) accelerate config (empty: no accelerate), $(5) launch flags.
+# --quiet: a stage that stops shows its own one-line error, not accelerate's CalledProcessError traceback.
+define launch
+	$(if $(4),$(PY) -m smollm2_recipes.launch_check $(4) $(5) && $(VENV)/bin/accelerate launch --quiet --config_file $(4) $(5) $(ROOT)/scripts/run_$(2).py $(3) $(ARGS),$(SMOLLM2) $(1) $(3) $(ARGS))
 endef
 
 pretrain: $(STAMP)
@@ -67,9 +86,9 @@ sft: $(STAMP)
 	$(call stage,sft,sft)
 dpo: $(STAMP)
 	$(call stage,dpo,dpo)
+# Without MODEL: the output of the furthest finished stage of the default recipes (dpo, sft, ...).
 eval: $(STAMP)
-	$(if $(MODEL),,$(error MODEL is required, e.g. make eval MODEL=embedded:SmolLM2-135M-Instruct TASKS=arith,humaneval))
-	$(SMOLLM2) eval $(MODEL) $(if $(TASKS),--tasks $(TASKS)) $(ARGS)
+	$(if $(MODEL),$(SMOLLM2) eval $(MODEL) $(if $(TASKS),--tasks $(TASKS)) $(ARGS),@model=$$($(PY) -m smollm2_recipes.stage_outputs $(DEFAULT_RECIPES)) && echo "make eval: no MODEL: evaluating $$model (the last finished stage of $(DEFAULT_RECIPES)/); another model: make eval MODEL=<folder or Hub id>" && $(SMOLLM2) eval $$model $(if $(TASKS),--tasks $(TASKS)) $(ARGS))
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b $(ARGS) || exit 1; done

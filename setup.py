@@ -1,4 +1,26 @@
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+# The top-level recipes/ and chat_templates/ are the source of truth; a built package carries a copy
+# under smollm2_recipes/data_files/ (smollm2_recipes/package_data.py finds them there, or in the checkout
+# for an editable install). Symlinked recipes (recipes/smollm2/sft.yaml -> 1.7B/sft.yaml) are copied as files.
+SHIPPED_FOLDERS = ("recipes", "chat_templates")
+
+
+class BuildPyWithData(build_py):
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):  # an editable install reads the checkout itself
+            return
+        here = Path(__file__).resolve().parent
+        for folder in SHIPPED_FOLDERS:
+            target = Path(self.build_lib) / "smollm2_recipes" / "data_files" / folder
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(here / folder, target, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+
 
 # torch is installed by the Makefile first, pinned to 2.13.0: an unpinned torch pulls a multi-GB CUDA build.
 install_requires = [
@@ -7,7 +29,9 @@ install_requires = [
     "trl>=1.10,<2",
     "peft>=0.17",
     "datasets>=4.0",
-    "accelerate>=1.10",
+    # launch_check.py calls accelerate's private _validate_launch_command: bounded to the releases tested
+    # (tests/test_accelerate_internals.py fails when it moves).
+    "accelerate>=1.10,<1.17",
     "huggingface_hub>=1.0",
     "safetensors",
     "gguf>=0.17",
@@ -39,5 +63,6 @@ setup(
     install_requires=install_requires,
     extras_require=extras,
     entry_points={"console_scripts": ["smollm2=smollm2_recipes.cli:main"]},
+    cmdclass={"build_py": BuildPyWithData},
     license="Apache-2.0",
 )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.preflight import require_local_or_hub
 
 PREFIX = "embedded:"
 INSTRUCT_MODEL = "SmolLM2-135M-Instruct"
@@ -200,8 +201,12 @@ EMBEDDED: dict[str, Callable[[], Path]] = {
 
 
 def resolve(name: str | os.PathLike) -> str:
-    """`embedded:NAME` → a local path; anything else (Hub id, local path) is returned unchanged."""
+    """`embedded:NAME` → a local path; anything else (Hub id, local path) is returned unchanged, after
+    checking that a Hub id is cached or reachable: offline, a flagship recipe stops here, before any model
+    loads, with one line naming the id and the offline alternative."""
     if not is_embedded(name):
+        if isinstance(name, str):
+            require_local_or_hub(name)
         return str(name)
     key = name[len(PREFIX):]
     if key.startswith("corpus/"):

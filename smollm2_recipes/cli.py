@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import select
+import signal
 import sys
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.package_data import find_recipe
 
 # name -> (target, one-line help). Multi-word names are command groups ("data inspect").
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -59,23 +62,62 @@ def _match(argv: list[str]) -> tuple[str | None, list[str]]:
     return None, argv
 
 
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader has gone (`smollm2 ... | head -1`): poll reports an error."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _quiet_closed_pipe() -> int:
+    """The reader of our stdout left: point stdout at /dev/null so the interpreter's final flush does not
+    print a second traceback (https://docs.python.org/3/library/signal.html#note-on-sigpipe), and exit
+    with the status a shell gives a process ended by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
+def _with_shipped_recipe(argv: list[str]) -> list[str]:
+    """A recipe named as shipped (`recipes/smollm2/tiny/sft.yaml`) runs from any working directory."""
+    if argv and argv[0].endswith((".yaml", ".yml")) and not os.path.exists(argv[0]):
+        return [str(find_recipe(argv[0]))] + argv[1:]
+    return argv
+
+
 def run(name: str, argv: list[str] | None = None) -> int:
     """Run one command by name; user errors become one line on stderr and exit status 2."""
     target, _ = COMMANDS[name]
     module, func = target.split(":")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = getattr(importlib.import_module(module), func)(argv)
+        result = getattr(importlib.import_module(module), func)(_with_shipped_recipe(argv))
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if _stdout_closed():
+            return _quiet_closed_pipe()
+        raise
     return int(result or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        if _stdout_closed():
+            return _quiet_closed_pipe()
+        raise
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if not argv or argv[0] in ("-h", "--help"):

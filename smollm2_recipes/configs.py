@@ -19,6 +19,7 @@ from typing import Any, Iterable
 import yaml
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.preflight import check_training_services
 
 # old key -> (new key or None to drop, why). Values of mapped keys are carried over unchanged.
 LEGACY_KEYS: dict[str, tuple[str | None, str]] = {
@@ -131,6 +132,8 @@ def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required:
         raise UserError(f"Invalid configuration{f' in {recipe_path}' if recipe_path else ''}: {err}") from err
     for obj in parsed:
         setattr(obj, "_recipe_path", recipe_path)
+        if hasattr(obj, "report_to") and hasattr(obj, "push_to_hub"):  # any stage's TrainingArguments
+            check_training_services(obj)
     return parsed
 
 

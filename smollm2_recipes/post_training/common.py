@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.package_data import find_chat_template
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # Attention backends that honour per-example position ids in a packed (padding-free) row: transformers 5
 # builds a block-diagonal mask from the position ids for eager/sdpa/flex, and flash attention reads the
 # sequence boundaries (cu_seq_lens). Anything else would let an example attend to its neighbours.
@@ -68,12 +68,8 @@ def check_hardware(args, model_args) -> None:
 
 
 def find_template(path: str) -> Path:
-    """A chat template file, relative to the working directory or, failing that, to the repository."""
-    for candidate in (Path(path), REPO_ROOT / path):
-        if candidate.is_file():
-            return candidate
-    valid = sorted(p.name for p in (REPO_ROOT / "chat_templates").glob("*.jinja"))
-    raise UserError(f"chat_template_path '{path}' does not exist; templates in chat_templates/: {valid}.")
+    """A chat template file, relative to the working directory or, failing that, among the shipped ones."""
+    return find_chat_template(path)
 
 
 def load_tokenizer(model_path: str, args, data_args):

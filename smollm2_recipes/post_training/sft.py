@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, SFTConfig
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.package_data import find_chat_template
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
 
@@ -41,7 +42,7 @@ PROBES = [
 def _renders_like_smollm2(tokenizer, template: str) -> bool:
     """True if `template` renders the probe conversations exactly like chat_templates/smollm2.jinja (e.g.
     handbook's inline copy of it, whose escapes differ but whose text is the same)."""
-    plain = (common.REPO_ROOT / "chat_templates" / "smollm2.jinja").read_text()
+    plain = find_chat_template("chat_templates/smollm2.jinja").read_text()
     try:
         return all(tokenizer.apply_chat_template(c, chat_template=template, tokenize=False, add_generation_prompt=g)
                    == tokenizer.apply_chat_template(c, chat_template=plain, tokenize=False, add_generation_prompt=g)

@@ -1,0 +1,1 @@
+"""Post-training on TRL: SFT, DPO and merging LoRA adapters."""
