@@ -46,7 +46,7 @@ def inspect_stage(data_args, stage, tokenizer, tokens: int, progress: bool = Tru
 
 
 def inspect_recipe(recipe: str, stage: str | None = None, tokens: int = DEFAULT_TOKENS, progress: bool = True, **overrides) -> dict:
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
 
     if tokens < 1:
         raise UserError(f"--tokens {tokens} must be >= 1.")

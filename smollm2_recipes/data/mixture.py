@@ -29,19 +29,9 @@ from smollm2_recipes.data.config import DataArguments, StageSpec
 from smollm2_recipes.data.packing import SourcePacker, document_position_ids
 from smollm2_recipes.data.sources import open_source
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import load_tokenizer
 
 STATE_VERSION = 1
-
-
-def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    from smollm2_recipes import assets
-
-    try:
-        return AutoTokenizer.from_pretrained(assets.resolve(name))
-    except OSError as err:
-        raise UserError(f"Cannot load tokenizer '{name}': {str(err).splitlines()[0]}") from None
 
 
 def eos_token_id(tokenizer) -> int:

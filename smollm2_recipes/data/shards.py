@@ -145,7 +145,7 @@ def tokenize_split(spec: SourceSpec, split: str, out: Path, tokenize: Tokenize, 
 
 def tokenize_recipe(data_args, output_dir: str | os.PathLike, tokenizer=None, splits=("train", "eval"),
                     chunk_documents: int = 2048, progress: bool = True) -> dict:
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
 
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(data_args.tokenizer_name)
     if len(tokenizer) > 1 << 16:
