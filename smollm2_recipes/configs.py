@@ -58,7 +58,9 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise UserError(f"Recipe '{path}' is not valid YAML: {err}") from err
+        where = f" (line {err.problem_mark.line + 1})" if getattr(err, "problem_mark", None) else ""
+        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"Recipe '{path}' is not valid YAML{where}: {reason}.") from None
     if not isinstance(data, dict):
         raise UserError(f"Recipe '{path}' must be a YAML mapping of key: value, got {type(data).__name__}.")
     return data

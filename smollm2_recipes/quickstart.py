@@ -9,7 +9,6 @@ the files each step wrote (JSON results, trainer logs), never recomputed here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 
 TINY = "recipes/smollm2/tiny"  # the CPU recipes every step shrinks or runs as they are
@@ -307,19 +307,19 @@ def write_report(steps: list[Step], out: Path, fast: bool, total_seconds: float)
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
+    parser = ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
     parser.add_argument("--output_dir", default="outputs/quickstart")
     parser.add_argument("--fast", action="store_true", help="shrink every step, skip none (about 6 minutes on 2 CPU cores; the full run about 25)")
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     steps = build_steps(out, args.fast)
     if args.only:
         unknown = set(args.only) - {s.name for s in steps}
         if unknown:
             raise UserError(f"Unknown step(s) {sorted(unknown)}; steps are: {', '.join(s.name for s in steps)}.")
         steps = [s for s in steps if s.name in args.only]
+    out.mkdir(parents=True, exist_ok=True)  # after validation: a refused command leaves nothing behind
     start, rerun = time.time(), False
     for i, step in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {step.title}", flush=True)

@@ -317,9 +317,9 @@ def test_global_batch_is_exact_for_any_world_size(tmp_path):
     from smollm2_recipes.training.config import resolve_batch
 
     config, _, _ = parse_recipe(write_recipe(tmp_path / "r.yaml"), "--output_dir", str(tmp_path / "o"))
-    assert resolve_batch(config, SEQ) == 4 and config.gradient_accumulation_steps == 2
+    assert resolve_batch(config, SEQ) == (4, 2) and config.gradient_accumulation_steps == 1  # derived, not written back
     config, _, _ = parse_recipe(write_recipe(tmp_path / "r.yaml"), "--output_dir", str(tmp_path / "o"), "--per_device_train_batch_size", "4")
-    assert resolve_batch(config, SEQ) == 4 and config.gradient_accumulation_steps == 1
+    assert resolve_batch(config, SEQ) == (4, 1)
     config, _, _ = parse_recipe(write_recipe(tmp_path / "r.yaml"), "--output_dir", str(tmp_path / "o"), "--global_batch_tokens", "100")
     with pytest.raises(UserError, match="not a multiple of seq_len"):
         resolve_batch(config, SEQ)

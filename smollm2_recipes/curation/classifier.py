@@ -16,6 +16,7 @@ from pathlib import Path
 
 from smollm2_recipes import assets
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import write_atomic
 from smollm2_recipes.synth import runner
 
 
@@ -128,7 +129,7 @@ def main(argv: list[str]) -> int:
     metrics = classification_metrics(pred, [float(scored[i][args.score_column]) for i in range(n_eval)], args.threshold)
     metrics.update(train_rows=len(train), null_scores_skipped=len(rows) - len(scored))
     trainer.save_model(str(out / "model"))  # model + tokenizer: `curate filter --classifier OUTPUT_DIR/model`
-    runner.atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_atomic(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(json.dumps(metrics, indent=2), file=sys.stderr)
     print(f"held-out accuracy {metrics['accuracy']:.3f}  macro F1 {metrics['f1_macro']:.3f}  "
           f"F1(score>={args.threshold}) {metrics[f'f1_binary_ge{args.threshold}']:.3f}  -> {out / 'model'}")

@@ -19,6 +19,7 @@ from typing import Optional
 
 from smollm2_recipes import assets
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import write_atomic
 from smollm2_recipes.synth import runner
 
 TOKEN_RE = re.compile(r"\w+")
@@ -97,7 +98,7 @@ def main(argv: list[str]) -> int:
     runner.write_jsonl(out / "removed.jsonl", removed)
     report = {"input_rows": len(rows), "kept_rows": len(clean), "removed_rows": len(removed), "ngram": args.ngram,
               "benchmark_ngrams": len(index), "removed_per_benchmark": dict(per_benchmark)}
-    runner.atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2), file=sys.stderr)
     print(f"removed {len(removed)}/{len(rows)} contaminated rows -> {out / 'data.jsonl'}")
     return 0

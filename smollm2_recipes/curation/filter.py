@@ -17,6 +17,7 @@ from typing import Optional
 
 from smollm2_recipes import assets
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import write_atomic
 from smollm2_recipes.synth import runner
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> int:
     runner.write_jsonl(out / "data.jsonl", kept)
     report = {"input_rows": len(rows), "kept_rows": len(kept), "retention": len(kept) / max(len(rows), 1), "threshold": args.threshold,
               "null_scores": nulls, "int_score_histogram": {str(k): histogram[k] for k in sorted(histogram)}}
-    runner.atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2), file=sys.stderr)
     print(f"kept {len(kept)}/{len(rows)} rows ({report['retention']:.1%}) with score >= {args.threshold} -> {out / 'data.jsonl'}")
     return 0

@@ -17,7 +17,6 @@ are the same as when the mixture tokenises on the fly.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -36,14 +35,10 @@ from smollm2_recipes.data.sources import (
     resolve_split,
 )
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import write_json_atomic
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 FORMAT_VERSION = 1
-
-
-def _atomic_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def open_shards(shard_dir: Path, name: str = "?") -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +116,7 @@ def tokenize_split(spec: SourceSpec, split: str, out: Path, tokenize: Tokenize, 
             f.flush()
             os.fsync(f.fileno())
         n_docs, n_tokens = n_docs + len(ids), n_tokens + int(lengths.sum())
-        _atomic_json(out / "progress.json", {"documents": n_docs, "tokens": n_tokens, "counters": counters})
+        write_json_atomic(out / "progress.json", {"documents": n_docs, "tokens": n_tokens, "counters": counters}, indent=1)
         bar.update(len(ids))
 
     chunk = []
@@ -138,7 +133,7 @@ def tokenize_split(spec: SourceSpec, split: str, out: Path, tokenize: Tokenize, 
     index = {"format": FORMAT_VERSION, "source": spec.name, "path": spec.path, "config": spec.config, "split": split,
              "text_column": spec.text_column, "dtype": dtype.name, "documents": n_docs, "tokens": n_tokens,
              "counters": counters, "tokenizer": getattr(tokenize.tokenizer, "name_or_path", None)}
-    _atomic_json(out / "index.json", index)
+    write_json_atomic(out / "index.json", index, indent=1)
     (out / "progress.json").unlink(missing_ok=True)
     return index
 
@@ -163,12 +158,12 @@ def tokenize_recipe(data_args, output_dir: str | os.PathLike, tokenizer=None, sp
                     continue
                 raise
             summary[f"{name}/{split}"] = {k: index[k] for k in ("documents", "tokens", "dtype")}
-    _atomic_json(output_dir / "shards.json", {"tokenizer": data_args.tokenizer_name, "sources": summary})
+    write_json_atomic(output_dir / "shards.json", {"tokenizer": data_args.tokenizer_name, "sources": summary}, indent=1)
     return summary
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 data tokenize", description="Pre-tokenise a recipe's sources into uint16 shards.")
+    parser = ArgumentParser(prog="smollm2 data tokenize", description="Pre-tokenise a recipe's sources into uint16 shards.")
     parser.add_argument("recipe")
     parser.add_argument("--output_dir", required=True, help="where the shards go (re-run the command to resume)")
     parser.add_argument("--tokenizer_name", default=None)
