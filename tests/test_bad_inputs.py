@@ -62,6 +62,8 @@ CASES: list[tuple] = [
     ("pretrain-output-unfinished", ["pretrain", P, "--output_dir", "{w}/unfinished"], "--resume_from_checkpoint latest"),
     ("pretrain-resume-invalid-override", ["pretrain", P, "--output_dir", "{w}/unfinished", "--resume_from_checkpoint", "latest",
                                           "--learning_rate", "-1"], "learning_rate -1.0"),
+    ("pretrain-resume-plan-contradiction", ["pretrain", P, "--output_dir", "{w}/unfinished", "--resume_from_checkpoint", "latest",
+                                            "--max_steps", "7"], "stage budgets add up to"),
     ("pretrain-model-missing", ["pretrain", P, "--model", "{w}/nowhere/model", *NEW], "does not exist yet"),
     ("pretrain-model-truncated", ["pretrain", P, "--model", "{w}/truncated_model", *NEW], "model.safetensors is truncated"),
     # ---- extend-context
@@ -120,6 +122,7 @@ CASES: list[tuple] = [
     ("merge-no-args", ["merge"], "required"),
     ("upload-folder-missing", ["upload", "{w}/nowhere/model", "--repo-id", "me/model", "--dry-run"], "nowhere/model"),
     ("upload-no-repo-id", ["upload", "{w}/micro_model", "--dry-run"], "--repo-id"),
+    ("export-model-truncated", ["export", "gguf", "{w}/truncated_model", "--out", "{w}/model.gguf"], "model.safetensors is truncated"),
     ("export-model-missing", ["export", "gguf", "{w}/nowhere/model", "--out", "{w}/model.gguf"], "nowhere/model"),
     # ---- data, corpus
     ("data-inspect-missing-recipe", ["data", "inspect", "{w}/missing.yaml"], "does not exist"),

@@ -240,8 +240,10 @@ def test_average_checkpoints_into_a_model_folder(main_run, tmp_path, capsys):
     assert (tmp_path / "avg" / "tokenizer.json").is_file()
     # refusals: weights that do not match, and a non-empty output folder
     assert cli_run("average", [str(a), str(b), "--output_dir", str(tmp_path / "x"), "--weights", "1"]) == 2
-    assert cli_run("average", [str(a), "--output_dir", str(tmp_path / "avg")]) == 2
+    assert cli_run("average", [str(a), str(b), "--output_dir", str(tmp_path / "avg")]) == 2
     assert "not empty" in capsys.readouterr().err
+    assert cli_run("average", [str(a), "--output_dir", str(tmp_path / "one")]) == 2  # an average of one is a copy
+    assert "at least two checkpoints" in capsys.readouterr().err and not (tmp_path / "one").exists()
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ def accumulation_for(global_batch: int, per_device: int, world: int, configured:
     if global_batch % per_step:
         valid = [b for b in range(1, global_batch // world + 1) if global_batch % (b * world) == 0]
         raise UserError(f"{what} ({global_batch} sequences) cannot be split over {world} process(es) x "
-                        f"per_device_train_batch_size {per_device}; valid per_device_train_batch_size values for {world} "
+                        f"per_device_train_batch_size {per_device}. Valid per_device_train_batch_size values for {world} "
                         f"process(es): {valid or 'none (change the number of processes)'}.")
     accumulation = global_batch // per_step
     if configured not in (1, accumulation):
