@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -313,13 +314,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
+    if args.only:  # checked before anything lands in output_dir (building the steps writes their recipes)
+        with tempfile.TemporaryDirectory() as scratch:
+            names = [s.name for s in build_steps(Path(scratch), args.fast)]
+        unknown = set(args.only) - set(names)
+        if unknown:
+            raise UserError(f"Unknown step(s) {sorted(unknown)}; steps are: {', '.join(names)}.")
+    out.mkdir(parents=True, exist_ok=True)
     steps = build_steps(out, args.fast)
     if args.only:
-        unknown = set(args.only) - {s.name for s in steps}
-        if unknown:
-            raise UserError(f"Unknown step(s) {sorted(unknown)}; steps are: {', '.join(s.name for s in steps)}.")
         steps = [s for s in steps if s.name in args.only]
-    out.mkdir(parents=True, exist_ok=True)  # after validation: a refused command leaves nothing behind
     start, rerun = time.time(), False
     for i, step in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {step.title}", flush=True)

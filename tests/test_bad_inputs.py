@@ -16,6 +16,7 @@ import pytest
 
 from smollm2_recipes import cli
 
+pytestmark = pytest.mark.slow  # ~100 s for 109 cases on the shared 2-core machine (most of it importing torch/TRL once)
 REPO = Path(__file__).resolve().parents[1]
 P, C, S, D = ("{r}/smollm2/tiny/pretrain.yaml", "{r}/smollm2/tiny/context_extension.yaml", "{r}/smollm2/tiny/sft.yaml",
               "{r}/smollm2/tiny/dpo.yaml")

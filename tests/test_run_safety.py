@@ -86,7 +86,7 @@ def test_second_pretrain_on_a_held_folder_is_refused_by_the_cli(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(out)], stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert holder.stdout.readline().strip() == "held"
-        recipe = write_recipe(tmp_path / "r.yaml", steps=8)
+        recipe = write_recipe(tmp_path / "r.yaml", steps=8, lr_scheduler_kwargs={"num_decay_steps": 2}, warmup_steps=1)
         second = subprocess.run([sys.executable, "-m", "smollm2_recipes", "pretrain", str(recipe), "--output_dir", str(out)],
                                 capture_output=True, text=True, env=env, timeout=600, cwd=REPO)
         lines = [line for line in second.stderr.splitlines() if line.strip()]
