@@ -104,7 +104,7 @@ def _peak_rss_child(path: str, block_size: int, tokens: int) -> None:
     import resource
 
     from smollm2_recipes.data import DataArguments, build_stream
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
 
     tokenizer = load_tokenizer("embedded:smollm2-tokenizer")
     source = {"name": "corpus", "path": path, "weight": 1.0, "streaming": True, "shuffle_buffer": 0}
@@ -143,7 +143,7 @@ def main() -> None:
     if args._child:
         return _peak_rss_child(args._child[0], int(args._child[1]), int(args._child[2]))
 
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
 
     tokenizer = load_tokenizer("embedded:smollm2-tokenizer")
     with tempfile.TemporaryDirectory() as tmp:

@@ -72,7 +72,7 @@ def per_rank_tokens_per_s(args, tokenizer, world: int, warmup: int, measured: in
 
 
 def stream_scaling(blocks: int, fly_blocks: int, repeats: int) -> dict:
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
     from smollm2_recipes.data.shards import tokenize_recipe
 
     tokenizer = load_tokenizer("embedded:smollm2-tokenizer")
@@ -95,7 +95,7 @@ def tokenize_throughput(megabytes: float, repeats: int) -> dict:
 
     from smollm2_recipes import assets
     from smollm2_recipes.data.config import DataArguments
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
     from smollm2_recipes.data.shards import tokenize_recipe
 
     tokenizer = load_tokenizer("embedded:smollm2-tokenizer")

@@ -167,7 +167,9 @@ def _build_instruct_model(out: Path) -> None:
 
 def _build_base_tokenizer(out: Path) -> None:
     """The base-model flavour: bos = eos = <|endoftext|> (id 0) and no chat template, as SmolLM2-135M ships."""
-    tokenizer = load_tokenizer(resolve(PREFIX + INSTRUCT_MODEL))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve(PREFIX + INSTRUCT_MODEL))
     tokenizer.bos_token = tokenizer.eos_token = tokenizer.unk_token = ENDOFTEXT
     tokenizer.pad_token = None
     tokenizer.chat_template = None
@@ -176,12 +178,6 @@ def _build_base_tokenizer(out: Path) -> None:
     config.pop("chat_template", None)
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
     (out / "chat_template.jinja").unlink(missing_ok=True)
-
-
-def load_tokenizer(path):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path))
 
 
 def _corpus(name: str) -> Path:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 assets", description="Materialise every embedded offline asset into $SMOLLM2_CACHE.")
+    parser = ArgumentParser(prog="smollm2 assets", description="Materialise every embedded offline asset into $SMOLLM2_CACHE.")
     parser.add_argument("--json", action="store_true", help="print the resolved paths as JSON")
     args = parser.parse_args(argv)
     from pathlib import Path
@@ -29,7 +30,7 @@ def main(argv: list[str]) -> int:
 def model_info_main(argv: list[str]) -> int:
     from smollm2_recipes.models import PRESETS, model_info
 
-    parser = argparse.ArgumentParser(prog="smollm2 model-info", description="Print a model preset's LlamaConfig and exact parameter count.")
+    parser = ArgumentParser(prog="smollm2 model-info", description="Print a model preset's LlamaConfig and exact parameter count.")
     parser.add_argument("preset", help=f"one of: {', '.join(PRESETS)}")
     parser.add_argument("--json", action="store_true", help="print one JSON object with preset, parameters, config")
     args = parser.parse_args(argv)
@@ -60,7 +61,7 @@ def chat(model, tokenizer, prompts: list[str], max_new_tokens: int = 64) -> list
 
 
 def chat_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 chat", description="Answer prompts greedily with a chat model.")
+    parser = ArgumentParser(prog="smollm2 chat", description="Answer prompts greedily with a chat model.")
     parser.add_argument("model", nargs="?", default="embedded:SmolLM2-135M-Instruct", help="Hub id, folder or embedded: name")
     parser.add_argument("--prompt", action="append", help="a user prompt (repeatable)")
     parser.add_argument("--max_new_tokens", type=int, default=64)

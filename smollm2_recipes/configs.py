@@ -9,7 +9,6 @@ key fails with its name and the closest valid key, before any work starts.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import os
 import sys
@@ -20,6 +19,8 @@ import yaml
 
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.preflight import check_training_services
+from smollm2_recipes.runkit.files import write_atomic
+from smollm2_recipes.runkit.validation import check_numbers, reject_unknown_keys
 
 # old key -> (new key or None to drop, why). Values of mapped keys are carried over unchanged.
 LEGACY_KEYS: dict[str, tuple[str | None, str]] = {
@@ -49,20 +50,18 @@ def field_names(types: Iterable[type]) -> set[str]:
     return {f.name for t in types for f in dataclasses.fields(t) if f.init}
 
 
-def _unknown_key_error(key: str, valid: set[str], where: str) -> UserError:
-    close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return UserError(f"Unknown key '{key}' in {where}.{hint}")
-
-
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"Recipe '{path}' is a directory, not a YAML file; name one of its .yaml files.")
     if not path.is_file():
         raise UserError(f"Recipe '{path}' does not exist. Recipes live under recipes/ (e.g. recipes/smollm2/tiny/sft.yaml).")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise UserError(f"Recipe '{path}' is not valid YAML: {err}") from err
+        where = f" (line {err.problem_mark.line + 1})" if getattr(err, "problem_mark", None) else ""
+        reason = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"Recipe '{path}' is not valid YAML{where}: {reason}.") from None
     if not isinstance(data, dict):
         raise UserError(f"Recipe '{path}' must be a YAML mapping of key: value, got {type(data).__name__}.")
     return data
@@ -88,13 +87,13 @@ def normalise_keys(recipe: dict[str, Any], types: Iterable[type], where: str, no
                 notes.append(msg)
             print(msg, file=sys.stderr)
             continue
-        raise _unknown_key_error(key, valid, where)
+        reject_unknown_keys([key], valid, where)
     return out
 
 
 def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required: bool = True):
     """Parse `[RECIPE.yaml] [--key value ...]` into instances of `types` (in order)."""
-    from trl import TrlParser
+    from smollm2_recipes.runkit.parsing import recipe_parser
 
     types = list(types)
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -113,9 +112,9 @@ def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required:
         if arg.startswith("--") and arg not in ("--help",):
             key = arg[2:].split("=", 1)[0].replace("-", "_")
             if key not in valid and not key.startswith("no_"):
-                raise _unknown_key_error(key, valid, "the command line")
+                reject_unknown_keys([key], valid, "the command line")
 
-    parser = TrlParser(types)
+    parser = recipe_parser(types)  # argparse errors as one line, the usage only with --help
     if "use_cpu" in valid and not _has_accelerator():
         # transformers refuses `bf16: true` without a GPU unless use_cpu is set; on a CPU-only machine the
         # run is on the CPU anyway, and bf16 autocast uses the CPU's bf16 units (AMX) where it has them.
@@ -130,6 +129,7 @@ def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except (ValueError, TypeError) as err:
         raise UserError(f"Invalid configuration{f' in {recipe_path}' if recipe_path else ''}: {err}") from err
+    check_numbers(*parsed)  # every stage, before anything is written
     for obj in parsed:
         setattr(obj, "_recipe_path", recipe_path)
         if hasattr(obj, "report_to") and hasattr(obj, "push_to_hub"):  # any stage's TrainingArguments
@@ -168,9 +168,4 @@ def config_dict(*configs) -> dict[str, Any]:
 def save_resolved_config(output_dir: str | os.PathLike, *configs, name: str = "resolved_config.yaml") -> Path:
     """Write the fully resolved config (defaults + recipe + overrides) into the run's folder, atomically:
     a run can be re-read and resumed from it."""
-    path = Path(output_dir) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(config_dict(*configs), sort_keys=True, allow_unicode=True))
-    os.replace(tmp, path)
-    return path
+    return write_atomic(Path(output_dir) / name, yaml.safe_dump(config_dict(*configs), sort_keys=True, allow_unicode=True))

@@ -9,11 +9,12 @@ transformers' GGUF loader undoes the permutation on load, which is how the tests
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.loading import check_model_source
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 DTYPES = ("f16", "q8_0")
 # llama.cpp chooses its pre-tokenizer (how text is split before BPE) by this name; "smollm" is the one
@@ -192,12 +193,13 @@ def export_gguf(model_dir: str | os.PathLike, out: str | os.PathLike, dtype: str
 
 
 def export_gguf_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 export gguf", description="Export a Llama model folder to a GGUF file for llama.cpp.")
+    parser = ArgumentParser(prog="smollm2 export gguf", description="Export a Llama model folder to a GGUF file for llama.cpp.")
     parser.add_argument("model_dir", help="a model folder (config.json, safetensors, tokenizer.json)")
     parser.add_argument("--out", required=True, help="the .gguf file to write")
     parser.add_argument("--dtype", default="f16", choices=DTYPES, help="f16 (default) or q8_0 (8-bit blocks; 1-D tensors stay f32)")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
+    check_model_source(args.model_dir)
     path = export_gguf(args.model_dir, args.out, args.dtype, args.overwrite)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {args.dtype})")
     return 0

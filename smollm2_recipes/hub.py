@@ -11,7 +11,6 @@ with `HfApi.upload_folder`. The token is read from --token / HF_TOKEN / `hf auth
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -22,6 +21,7 @@ import yaml
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.gguf_export import export_gguf_main  # noqa: F401  (the `smollm2 export gguf` target)
 from smollm2_recipes.model_card import RESOLVED_CONFIG, build_card, collect, sanitise
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 # Never uploaded: intermediate checkpoints, optimiser/scheduler/RNG state, pickled TrainingArguments (which
 # can hold a hub token), TensorBoard event folders, temporary files.
@@ -115,7 +115,7 @@ def upload(folder: Path, repo_id: str, token: str, private: bool, commit_message
 
 
 def upload_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 upload", description="Write a model card for a run's folder and upload it to the Hub.")
+    parser = ArgumentParser(prog="smollm2 upload", description="Write a model card for a run's folder and upload it to the Hub.")
     parser.add_argument("model_dir", help="a model folder written by a stage (config.json, safetensors, tokenizer, resolved_config.yaml)")
     parser.add_argument("--repo-id", required=True, help="namespace/name on the Hub")
     parser.add_argument("--dry-run", action="store_true", help="write exactly what would be sent into --staging-dir and list it; send nothing")

@@ -155,9 +155,8 @@ def load_pretrained(name_or_path: str, dtype=None):
     folder that is not a model."""
     import os
 
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from smollm2_recipes.assets import resolve
+    from smollm2_recipes.runkit import load_model, load_tokenizer
 
     path = resolve(name_or_path)
     if os.path.isdir(path):
@@ -168,6 +167,6 @@ def load_pretrained(name_or_path: str, dtype=None):
     elif str(path).startswith((".", "/", "~")) or str(path).count("/") != 1:
         # not a local folder, and not shaped like a Hub id (owner/name) either
         raise UserError(f"Model '{name_or_path}' is neither a local folder nor a Hub id (owner/name).")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or "auto")
+    tokenizer = load_tokenizer(path)
+    model = load_model(path, dtype=dtype or "auto")  # the run kit names a truncated weights file
     return model, tokenizer

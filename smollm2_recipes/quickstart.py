@@ -10,12 +10,12 @@ the files each step wrote (JSON results, trainer logs), never recomputed here.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 
 TINY = "recipes/smollm2/tiny"  # the CPU recipes every step shrinks or runs as they are
@@ -386,18 +387,21 @@ def write_report_json(steps: list[Step], out: Path, fast: bool, total_seconds: f
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
+    parser = ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
     parser.add_argument("--output_dir", default="outputs/quickstart")
     parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 6 minutes on 2 CPU cores; the full run about 25)")
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
+    if args.only:  # checked before anything lands in output_dir (building the steps writes their recipes)
+        with tempfile.TemporaryDirectory() as scratch:
+            names = [s.name for s in build_steps(Path(scratch), args.fast)]
+        unknown = set(args.only) - set(names)
+        if unknown:
+            raise UserError(f"Unknown step(s) {sorted(unknown)}; steps are: {', '.join(names)}.")
     out.mkdir(parents=True, exist_ok=True)
     steps = build_steps(out, args.fast)
     if args.only:
-        unknown = set(args.only) - {s.name for s in steps}
-        if unknown:
-            raise UserError(f"Unknown step(s) {sorted(unknown)}; steps are: {', '.join(s.name for s in steps)}.")
         steps = [s for s in steps if s.name in args.only]
     start, rerun = time.time(), False
     for i, step in enumerate(steps, 1):

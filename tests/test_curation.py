@@ -109,15 +109,16 @@ def test_train_classifier_then_filter_keeps_the_educational_documents(tmp_path):
 def test_annotate_keeps_unscored_rows_with_null_and_counts_them(tmp_path):
     """The embedded-size model is too slow for a test: a 2-layer random model with the real tokenizer
     never writes "Educational score: N", which is exactly the bad-reply path."""
-    from smollm2_recipes import assets, cli
+    from smollm2_recipes import cli
     from smollm2_recipes.models import build_model
+    from smollm2_recipes.runkit import load_tokenizer
 
     model_dir = tmp_path / "micro"
     model = build_model("micro", seed=0)
     model.config.eos_token_id = model.generation_config.eos_token_id = 2
     model.generation_config.pad_token_id = 2
     model.save_pretrained(model_dir)
-    assets.load_tokenizer(assets.resolve("embedded:SmolLM2-135M-Instruct")).save_pretrained(model_dir)
+    load_tokenizer("embedded:SmolLM2-135M-Instruct").save_pretrained(model_dir)
     out = tmp_path / "annotated"
     recipe = tmp_path / "annotate.yaml"
     recipe.write_text(yaml.safe_dump({"output_dir": str(out), "llm": {"backend": "transformers", "model": str(model_dir)},

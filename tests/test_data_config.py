@@ -64,7 +64,7 @@ def test_bad_weights_name_the_source_and_value(good, weights, needle):
 
 
 def test_unknown_keys_and_stage_mistakes_are_named(good):
-    with pytest.raises(UserError, match="unknown key 'wieght'.*Did you mean 'weight'"):
+    with pytest.raises(UserError, match="Unknown key 'wieght'.*Did you mean 'weight'"):
         one_stage({"name": "a", "path": good, "wieght": 1})
     with pytest.raises(UserError, match="stage 'x' has no `tokens`"):
         DataArguments(stages=[{"name": "x", "sources": [source("a", good, 1)]}])

@@ -12,7 +12,7 @@ from smollm2_recipes.data.corpus import math_problem
 
 @functools.lru_cache(maxsize=1)
 def tokenizer():
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
 
     return load_tokenizer("embedded:smollm2-tokenizer")
 

@@ -80,7 +80,7 @@ def test_handbook_mixture_forms_and_test_split(tmp_path):
 
 @pytest.mark.parametrize("mixture,match", [
     ([{"path": "missing.jsonl"}], "does not exist"),
-    ([{"id": "x", "wieght": 1}], "unknown source key"),
+    ([{"id": "x", "wieght": 1}], "Unknown key 'wieght'"),
     ([{"path": "arith:nope"}], "Unknown generated source"),
     ([{"path": "arith:sft", "weight": -1}], "weight of 'arith:sft' must be a number > 0"),
 ])

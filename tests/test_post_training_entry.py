@@ -55,7 +55,7 @@ def test_sft_entry_point_writes_a_loadable_chat_model(sft_dir, micro_model_dir):
 def test_sft_refuses_to_overwrite_a_finished_run(sft_dir, micro_model_dir, capsys):
     before = (sft_dir / "model.safetensors").stat().st_mtime_ns
     rc = cli.run("sft", [SFT_RECIPE, "--model_name_or_path", micro_model_dir, "--output_dir", str(sft_dir), *FAST])
-    assert rc == 2 and "already holds a trained model" in capsys.readouterr().err
+    assert rc == 2 and "already holds a finished run" in capsys.readouterr().err
     assert (sft_dir / "model.safetensors").stat().st_mtime_ns == before
 
 

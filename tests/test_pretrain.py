@@ -240,8 +240,10 @@ def test_average_checkpoints_into_a_model_folder(main_run, tmp_path, capsys):
     assert (tmp_path / "avg" / "tokenizer.json").is_file()
     # refusals: weights that do not match, and a non-empty output folder
     assert cli_run("average", [str(a), str(b), "--output_dir", str(tmp_path / "x"), "--weights", "1"]) == 2
-    assert cli_run("average", [str(a), "--output_dir", str(tmp_path / "avg")]) == 2
+    assert cli_run("average", [str(a), str(b), "--output_dir", str(tmp_path / "avg")]) == 2
     assert "not empty" in capsys.readouterr().err
+    assert cli_run("average", [str(a), "--output_dir", str(tmp_path / "one")]) == 2  # an average of one is a copy
+    assert "at least two checkpoints" in capsys.readouterr().err and not (tmp_path / "one").exists()
 
 
 @pytest.mark.slow
@@ -317,9 +319,9 @@ def test_global_batch_is_exact_for_any_world_size(tmp_path):
     from smollm2_recipes.training.config import resolve_batch
 
     config, _, _ = parse_recipe(write_recipe(tmp_path / "r.yaml"), "--output_dir", str(tmp_path / "o"))
-    assert resolve_batch(config, SEQ) == 4 and config.gradient_accumulation_steps == 2
+    assert resolve_batch(config, SEQ) == (4, 2) and config.gradient_accumulation_steps == 1  # derived, not written back
     config, _, _ = parse_recipe(write_recipe(tmp_path / "r.yaml"), "--output_dir", str(tmp_path / "o"), "--per_device_train_batch_size", "4")
-    assert resolve_batch(config, SEQ) == 4 and config.gradient_accumulation_steps == 1
+    assert resolve_batch(config, SEQ) == (4, 1)
     config, _, _ = parse_recipe(write_recipe(tmp_path / "r.yaml"), "--output_dir", str(tmp_path / "o"), "--global_batch_tokens", "100")
     with pytest.raises(UserError, match="not a multiple of seq_len"):
         resolve_batch(config, SEQ)

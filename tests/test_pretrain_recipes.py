@@ -15,7 +15,7 @@ PUBLISHED = {"135M": (3e-3, 64 * 8 * 2048, 2_000_000, 400_000), "360M": (3e-3, 1
 
 def plan(path, types=(PretrainConfig, ModelArguments, DataArguments)):
     config, model_args, data_args, *rest = parse(list(types), [path, "--output_dir", "/nonexistent/never-written"])
-    sequences = resolve_batch(config, data_args.seq_len)
+    sequences, _ = resolve_batch(config, data_args.seq_len)
     steps = resolve_steps(config, [s.tokens for s in data_args.stage_specs], sequences * data_args.seq_len)
     return config, model_args, data_args, sequences * data_args.seq_len, steps, resolve_schedule(config, steps)
 

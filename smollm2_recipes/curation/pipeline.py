@@ -14,7 +14,6 @@ A row leaves as it came in (every column), plus what the steps add (`score`, `in
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from datatrove.pipeline.writers import JsonlWriter
 
 from smollm2_recipes import assets, configs, executors
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 FINISHED_MARKER = "report.json"
 ROW = "row"  # metadata key holding the input row, written back unchanged
@@ -254,7 +254,7 @@ class Placement:
 def parse(types: list[type], argv: list[str]):
     """(parsed dataclasses..., Placement): the executor flags are read by executors.add_executor_args, the rest
     by configs.parse (recipe + --key value). Nothing is written."""
-    flags = argparse.ArgumentParser(prog="where it runs", usage="%(prog)s", add_help=False)
+    flags = ArgumentParser(prog="where it runs", usage="%(prog)s", add_help=False)
     executors.add_executor_args(flags)
     if {"-h", "--help"} & set(argv):
         flags.print_help()  # the recipe keys follow, printed by configs.parse

@@ -160,11 +160,6 @@ def preference_rows(n: int, seed: int = 0) -> list[dict]:
 
 def write_jsonl(rows: list[dict], path: str | Path) -> Path:
     """Write rows atomically (temp name, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    from smollm2_recipes.runkit import write_atomic
+
+    return write_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))

@@ -18,26 +18,18 @@ same mixture. Every mistake a user can make here is a `UserError` naming the sta
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.validation import reject_unknown_keys
 
 DATA_EXTENSIONS = (".jsonl", ".json", ".parquet", ".txt")
 
 
-def _closest(key: str, valid) -> str:
-    close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else f" Valid keys: {', '.join(sorted(valid))}."
-
-
 def _reject_unknown_keys(raw: dict, cls, where: str) -> None:
-    valid = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in valid:
-            raise UserError(f"{where}: unknown key '{key}'.{_closest(key, valid)}")
+    reject_unknown_keys(raw, {f.name for f in dataclasses.fields(cls)}, where)
 
 
 @dataclass

@@ -17,7 +17,6 @@ them; `embedded:corpus/NAME` in a recipe resolves here.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import hashlib
 import json
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from smollm2_recipes import assets
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 VERSION = 2
 NAMES = ("web", "code", "math", "long")
@@ -329,8 +329,8 @@ BUILDERS = {"web": build_web, "code": build_code, "math": build_math, "long": bu
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 corpus build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", default=list(NAMES), help=f"which corpora (default: all of {', '.join(NAMES)})")
+    parser = ArgumentParser(prog="smollm2 corpus build", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", default=list(NAMES), choices=list(NAMES), help=f"which corpora (default: all of {', '.join(NAMES)})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     from tqdm.auto import tqdm

@@ -9,13 +9,13 @@ epoch from the previous stage), which is what the shares and throughput depend o
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import replace
 
 from smollm2_recipes.data.config import data_args_from_recipe
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 DEFAULT_TOKENS = 1_000_000
 
@@ -46,7 +46,7 @@ def inspect_stage(data_args, stage, tokenizer, tokens: int, progress: bool = Tru
 
 
 def inspect_recipe(recipe: str, stage: str | None = None, tokens: int = DEFAULT_TOKENS, progress: bool = True, **overrides) -> dict:
-    from smollm2_recipes.data.mixture import load_tokenizer
+    from smollm2_recipes.runkit import load_tokenizer
 
     if tokens < 1:
         raise UserError(f"--tokens {tokens} must be >= 1.")
@@ -69,7 +69,7 @@ def format_report(report: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 data inspect", description="Observed token shares, epochs and throughput of a recipe's mixture.")
+    parser = ArgumentParser(prog="smollm2 data inspect", description="Observed token shares, epochs and throughput of a recipe's mixture.")
     parser.add_argument("recipe")
     parser.add_argument("--stage", default=None, help="inspect only this stage")
     parser.add_argument("--tokens", type=float, default=DEFAULT_TOKENS, help="tokens per stage (default 1M, capped at the stage budget)")

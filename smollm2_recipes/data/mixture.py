@@ -38,20 +38,10 @@ from smollm2_recipes.data.packing import SourcePacker, document_position_ids
 from smollm2_recipes.data.sources import open_source
 from smollm2_recipes.data.tape import SourceTape
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import load_tokenizer
 
 STATE_VERSION = 2
 MAX_PERIOD = 1 << 16  # blocks in a stage's precomputed source pattern (2 bytes + 8 per source each)
-
-
-def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    from smollm2_recipes import assets
-
-    try:
-        return AutoTokenizer.from_pretrained(assets.resolve(name))
-    except OSError as err:
-        raise UserError(f"Cannot load tokenizer '{name}': {str(err).splitlines()[0]}") from None
 
 
 def eos_token_id(tokenizer) -> int:

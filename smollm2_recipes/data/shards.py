@@ -22,7 +22,6 @@ tokenizer differs from the recipe's.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -34,6 +33,7 @@ import numpy as np
 from smollm2_recipes.data.config import SourceSpec, data_args_from_recipe
 from smollm2_recipes.data.sources import MissingSplit, hub_load_options, is_local_source, local_document_reader, resolve_split
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.parsing import ArgumentParser
 from smollm2_recipes.executors import add_executor_args, build_executor, check_executor, run_executor, settings_from_args
 
 MANIFEST = "manifest.json"
@@ -264,7 +264,7 @@ def _launch(args, tokenize, merge, output_dir: Path, logging_dir: Path, tasks: i
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 data tokenize",
+    parser = ArgumentParser(prog="smollm2 data tokenize",
                                      description="Tokenise a recipe's sources into datatrove shards (*.ds + *.ds.index).")
     parser.add_argument("recipe")
     parser.add_argument("--output_dir", required=True, help="where the shards go (run the same command again to resume)")

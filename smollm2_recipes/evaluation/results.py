@@ -6,27 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
+
+from smollm2_recipes.runkit import write_atomic
 
 # counts and settings, not scores: left out of tables and curves
 BOOKKEEPING = {"n", "passed", "correct", "tokens", "documents", "prompts", "subtasks", "empty", "seed", "timeouts",
                "n_per_cell", "max_position_embeddings"}
-
-
-def write_atomic(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def split_metrics(result: dict) -> tuple[dict, dict]:

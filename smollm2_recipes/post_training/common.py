@@ -1,5 +1,6 @@
 """What SFT and DPO share: the global batch, the model + tokenizer + chat template, hardware checks
-(Liger, QLoRA, packed attention), the arithmetic evaluation hook, and the final model folder."""
+(Liger, QLoRA, packed attention), the arithmetic evaluation hook, and the final model folder. A stage runs
+in the run kit's order: validate everything, then claim the output folder (lock), then write."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from pathlib import Path
 
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.package_data import find_chat_template
+from smollm2_recipes.runkit import claim_output_dir, load_model, load_tokenizer, write_json_atomic
+from smollm2_recipes.runkit.batch import accumulation_for
+from smollm2_recipes.runkit.loading import check_model_source
+from smollm2_recipes.runkit.lock import check_output_dir
 
 # Attention backends that honour per-example position ids in a packed (padding-free) row: transformers 5
 # builds a block-diagonal mask from the position ids for eager/sdpa/flex, and flash attention reads the
@@ -29,20 +34,11 @@ def world_size() -> int:
 
 def apply_global_batch(args, global_batch_size: int | None) -> None:
     """Keep the published global batch whatever the process count: derive gradient_accumulation_steps
-    from it, refusing a combination that cannot reach it exactly."""
+    from it (the run kit's one policy: a contradicting value is refused, as in pretraining)."""
     if not global_batch_size:
         return
-    per_step = args.per_device_train_batch_size * world_size()
-    if global_batch_size % per_step:
-        raise UserError(
-            f"global_batch_size {global_batch_size} is not a multiple of per_device_train_batch_size "
-            f"{args.per_device_train_batch_size} x {world_size()} process(es) = {per_step}; pick a per-device batch "
-            f"that divides {global_batch_size // world_size() if global_batch_size % world_size() == 0 else global_batch_size}."
-        )
-    accum = global_batch_size // per_step
-    if args.gradient_accumulation_steps not in (1, accum):
-        note(f"gradient_accumulation_steps {args.gradient_accumulation_steps} replaced by {accum} to keep global_batch_size {global_batch_size}.")
-    args.gradient_accumulation_steps = accum
+    args.gradient_accumulation_steps = accumulation_for(global_batch_size, args.per_device_train_batch_size, world_size(),
+                                                        args.gradient_accumulation_steps, f"global_batch_size {global_batch_size}")
 
 
 def has_gpu() -> bool:
@@ -72,11 +68,9 @@ def find_template(path: str) -> Path:
     return find_chat_template(path)
 
 
-def load_tokenizer(model_path: str, args, data_args):
+def chat_tokenizer(model_path: str, args, data_args):
     """The tokenizer with the recipe's chat template (a file path, or handbook's inline string)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer = load_tokenizer(model_path)
     template_path = getattr(args, "chat_template_path", None)
     if template_path:
         tokenizer.chat_template = find_template(template_path).read_text()
@@ -90,11 +84,10 @@ def load_tokenizer(model_path: str, args, data_args):
     return tokenizer
 
 
-def load_model(model_path: str, model_args, args):
+def policy_model(model_path: str, model_args, args):
     """The policy model. On a CPU the weights stay fp32 and `bf16: true` means autocast (pure bf16
     weights would lose AdamW updates); on a GPU `dtype` from the recipe is used as is."""
     import torch
-    from transformers import AutoModelForCausalLM
     from accelerate import PartialState
     from trl.trainer.utils import get_quantization_config
 
@@ -114,10 +107,7 @@ def load_model(model_path: str, model_args, args):
     if model_args.attn_implementation and "flash" in model_args.attn_implementation and not has_gpu():
         note(f"attn_implementation {model_args.attn_implementation} needs a GPU; using sdpa on the CPU.")
         kwargs["attn_implementation"] = "sdpa"
-    try:
-        return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
-    except OSError as err:
-        raise UserError(f"Could not load model '{model_args.model_name_or_path}': {str(err).splitlines()[0]}") from err
+    return load_model(model_path, **kwargs)
 
 
 def check_packed_attention(model, args) -> None:
@@ -147,17 +137,22 @@ def peft_config(model_args):
     return get_peft_config(model_args)
 
 
-def resolve_model_path(model_args) -> str:
-    from smollm2_recipes.assets import resolve
-
+def resolve_model_path(model_args, made_by: str | None = None) -> str:
+    """The model to start from, checked (a local folder exists and is complete); `made_by` names the stage
+    whose output it is, for the message when it does not exist yet."""
     if not model_args.model_name_or_path:
         raise UserError("model_name_or_path is required (a Hub id, a folder, or embedded:SmolLM2-135M-Instruct).")
-    return resolve(model_args.model_name_or_path)
+    return check_model_source(model_args.model_name_or_path, made_by)
 
 
-def refuse_finished_output(output_dir: str) -> None:
-    if (Path(output_dir) / "model.safetensors").exists() or (Path(output_dir) / "adapter_model.safetensors").exists():
-        raise UserError(f"output_dir '{output_dir}' already holds a trained model; choose another output_dir (nothing is overwritten).")
+FINISHED_MARKERS = ("model.safetensors", "adapter_model.safetensors")  # what save_final moves in last
+
+
+def refuse_finished_output(output_dir: str) -> str:
+    """Refuse a file in the way or a finished stage in output_dir; returns the marker to claim the folder with."""
+    for marker in FINISHED_MARKERS:
+        check_output_dir(output_dir, finished_marker=marker)
+    return FINISHED_MARKERS[0]
 
 
 def eval_split_or_off(args, eval_ds) -> None:
@@ -166,21 +161,25 @@ def eval_split_or_off(args, eval_ds) -> None:
         args.eval_strategy = "no"
 
 
-def run_stage(stage: str, config_types: list, build_trainer, argv: list[str] | None) -> int:
-    """The whole of `smollm2 sft` / `smollm2 dpo`: parse, refuse a finished output_dir, build the trainer,
-    save the resolved config, train, save the model; arithmetic accuracy before and after when asked."""
+def run_stage(stage: str, config_types: list, validate, build_trainer, argv: list[str] | None) -> int:
+    """The whole of `smollm2 sft` / `smollm2 dpo`: parse (numbers checked), `validate(args, model_args,
+    data_args)` (the stage's checks, nothing written), claim the output folder (refusing a finished one or
+    one another run holds), then build the trainer, save the resolved config, train and save the model;
+    arithmetic accuracy before and after when asked."""
     from smollm2_recipes import configs
 
     args, model_args, data_args = configs.parse(config_types, argv)
-    refuse_finished_output(args.output_dir)
-    trainer, tokenizer = build_trainer(args, model_args, data_args)
-    configs.save_resolved_config(args.output_dir, args, model_args, data_args)
-    if args.arith_eval_samples and args.arith_eval_before:
-        arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"before_{stage}", args.output_dir)
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    save_final(trainer, tokenizer, args.output_dir)
-    if args.arith_eval_samples:
-        arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"after_{stage}", args.output_dir)
+    marker = refuse_finished_output(args.output_dir)
+    validate(args, model_args, data_args)
+    with claim_output_dir(args.output_dir, finished_marker=marker, resume=bool(args.resume_from_checkpoint)):
+        trainer, tokenizer = build_trainer(args, model_args, data_args)
+        configs.save_resolved_config(args.output_dir, args, model_args, data_args)
+        if args.arith_eval_samples and args.arith_eval_before:
+            arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"before_{stage}", args.output_dir)
+        trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+        save_final(trainer, tokenizer, args.output_dir)
+        if args.arith_eval_samples:
+            arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"after_{stage}", args.output_dir)
     print(f"{stage.upper()} model written to {args.output_dir}")
     return 0
 
@@ -196,12 +195,9 @@ def arith_eval(model, tokenizer, n: int, seed: int, label: str, output_dir: str)
     result["wall_s"] = round(time.time() - start, 1)
     print(f"arith accuracy {label}: {result['accuracy']:.1%} ({result['correct']}/{result['n']}, {result['wall_s']}s)", flush=True)
     path = Path(output_dir) / "arith_eval.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(path.read_text()) if path.exists() else {}
     data[label] = {k: v for k, v in result.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    write_json_atomic(path, data, indent=1)
     return result["accuracy"]
 
 
@@ -228,7 +224,7 @@ def save_final(trainer, tokenizer, output_dir: str) -> None:
         gen.eos_token_id = end_of_turn
         gen.pad_token_id = tokenizer.pad_token_id
     if trainer.accelerator.is_main_process:
-        (Path(output_dir) / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+        write_json_atomic(Path(output_dir) / "log_history.json", trainer.state.log_history, indent=1)
         trainer.save_model(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         for item in tmp.iterdir():

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.validation import reject_unknown_keys
 
 ROLES = {"system", "user", "assistant"}
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -64,9 +65,7 @@ def _source(spec: Any, where: str) -> Source:
         return Source(spec)
     if not isinstance(spec, dict):
         raise UserError(f"{where}: a mixture source must be a mapping like {{id: HuggingFaceTB/smoltalk, split: train}}, got {spec!r}.")
-    unknown = set(spec) - SOURCE_KEYS
-    if unknown:
-        raise UserError(f"{where}: unknown source key(s) {sorted(unknown)}; valid: {sorted(SOURCE_KEYS)}.")
+    reject_unknown_keys(spec, SOURCE_KEYS, f"{where} (a source)")
     name = spec.get("id") or spec.get("path")
     if not name:
         raise UserError(f"{where}: a source needs `id` (Hub id) or `path` (file, folder, embedded:, arith:*), got {spec!r}.")
@@ -92,9 +91,7 @@ def parse_mixture(args: ChatDataArguments) -> tuple[list[Source], int | None, fl
             mix = [mix]
     seed, test_size = None, None
     if isinstance(mix, dict) and "datasets" in mix:  # handbook >= 0.4
-        unknown = set(mix) - {"datasets", "seed", "test_split_size"}
-        if unknown:
-            raise UserError(f"dataset_mixture: unknown key(s) {sorted(unknown)}; valid: datasets, seed, test_split_size.")
+        reject_unknown_keys(mix, {"datasets", "seed", "test_split_size"}, "dataset_mixture")
         seed, test_size = mix.get("seed"), mix.get("test_split_size")
         mix = mix["datasets"]
     elif isinstance(mix, dict):  # handbook < 0.4: {hub_id: weight}

@@ -14,32 +14,45 @@ from trl import DPOConfig, ModelConfig
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
+from smollm2_recipes.runkit.fields import NoSavedSecrets, PostTrainingFields
 
 
 @dataclass
-class SmolDPOConfig(DPOConfig):
-    """TRL's DPOConfig plus the project's keys (and handbook's `max_prompt_length`, which TRL 1 removed)."""
+class SmolDPOConfig(NoSavedSecrets, PostTrainingFields, DPOConfig):
+    """TRL's DPOConfig plus the project's keys (and handbook's `max_prompt_length`, which TRL 1 removed);
+    hub_token never saved."""
 
     precompute_ref_log_probs: bool = field(default=True, metadata={"help": "compute the reference log-probs once: one model in memory"})
     max_prompt_length: int | None = field(default=512, metadata={"help": "rows whose prompt has more tokens are dropped (counted in data_report.json)"})
     rpo_alpha: float | None = field(default=None, metadata={"help": "weight of an NLL term on the chosen answer (RPO); adds TRL's 'sft' loss"})
-    global_batch_size: int | None = field(default=None, metadata={"help": "keep this global batch whatever the process count (sets gradient_accumulation_steps)"})
-    arith_eval_samples: int = field(default=0, metadata={"help": "if > 0, print exact-match accuracy on this many held-out arithmetic problems before and after"})
-    arith_eval_seed: int = field(default=0, metadata={"help": "seed of the held-out arithmetic problems"})
-    arith_eval_before: bool = field(default=True, metadata={"help": "also evaluate the starting (SFT) model"})
+
+
+def check_rpo_alpha(args) -> None:
+    if args.rpo_alpha is not None and args.rpo_alpha < 0:
+        raise UserError(f"rpo_alpha must be >= 0, got {args.rpo_alpha}.")
+    if args.rpo_alpha and "sft" in args.loss_type:
+        raise UserError("Set either rpo_alpha or an 'sft' entry in loss_type, not both.")
 
 
 def apply_rpo_alpha(args) -> None:
     """RPO = DPO + alpha * NLL(chosen): TRL 1 expresses it as loss_type [..., 'sft'] with a weight."""
+    check_rpo_alpha(args)
     if not args.rpo_alpha:
         return
-    if args.rpo_alpha < 0:
-        raise UserError(f"rpo_alpha must be >= 0, got {args.rpo_alpha}.")
     types = list(args.loss_type)
     weights = list(args.loss_weights or [1.0] * len(types))
-    if "sft" in types:
-        raise UserError("Set either rpo_alpha or an 'sft' entry in loss_type, not both.")
     args.loss_type, args.loss_weights = types + ["sft"], weights + [float(args.rpo_alpha)]
+
+
+def validate(args, model_args, data_args) -> str:
+    """Every check that needs no model loaded, before anything is written; returns the model path. DPO
+    starts from SFT's output, so a missing local folder is reported with the stage to run first."""
+    common.check_hardware(args, model_args)
+    common.apply_global_batch(args, args.global_batch_size)
+    check_rpo_alpha(args)
+    if getattr(args, "chat_template_path", None):
+        common.find_template(args.chat_template_path)
+    return common.resolve_model_path(model_args, made_by="sft")
 
 
 def build_trainer(args, model_args, data_args):
@@ -47,15 +60,13 @@ def build_trainer(args, model_args, data_args):
     from transformers import set_seed
     from trl import DPOTrainer
 
-    common.check_hardware(args, model_args)
-    common.apply_global_batch(args, args.global_batch_size)
+    model_path = validate(args, model_args, data_args)
     apply_rpo_alpha(args)
     set_seed(args.seed)
-    model_path = common.resolve_model_path(model_args)
-    tokenizer = common.load_tokenizer(model_path, args, data_args)
+    tokenizer = common.chat_tokenizer(model_path, args, data_args)
     if tokenizer.chat_template is None:
         raise UserError(f"'{model_args.model_name_or_path}' has no chat template; set chat_template_path (e.g. chat_templates/smollm2.jinja).")
-    model = common.load_model(model_path, model_args, args)
+    model = common.policy_model(model_path, model_args, args)
     train, eval_ds, _ = load_mixture(data_args, "preference", args.seed, tokenizer, max_prompt_length=args.max_prompt_length,
                                      want_eval=args.eval_strategy != "no", policy=(model, tokenizer, args.output_dir),
                                      report_dir=args.output_dir)
@@ -68,4 +79,4 @@ def build_trainer(args, model_args, data_args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return common.run_stage("dpo", [SmolDPOConfig, ModelConfig, ChatDataArguments], build_trainer, argv)
+    return common.run_stage("dpo", [SmolDPOConfig, ModelConfig, ChatDataArguments], validate, build_trainer, argv)

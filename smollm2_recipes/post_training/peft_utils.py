@@ -4,13 +4,13 @@ template. The base is re-loaded unquantised, so a QLoRA adapter merges into full
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
 from pathlib import Path
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 
 def merge(adapter_dir: str, output_dir: str, base: str | None = None, dtype: str = "float32") -> Path:
@@ -48,7 +48,7 @@ def merge(adapter_dir: str, output_dir: str, base: str | None = None, dtype: str
 
 
 def merge_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 merge", description="Merge a LoRA adapter into a plain model folder.")
+    parser = ArgumentParser(prog="smollm2 merge", description="Merge a LoRA adapter into a plain model folder.")
     parser.add_argument("adapter_dir", help="folder written by a use_peft: true run (adapter_config.json)")
     parser.add_argument("output_dir", help="where the merged model goes")
     parser.add_argument("--base", default=None, help="base model (default: the one the adapter names)")

@@ -14,19 +14,17 @@ from smollm2_recipes.errors import UserError
 from smollm2_recipes.package_data import find_chat_template
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
+from smollm2_recipes.runkit.fields import NoSavedSecrets, PostTrainingFields
 
 GENERATION_TEMPLATE = "chat_templates/smollm2_generation.jinja"
 
 
 @dataclass
-class SmolSFTConfig(SFTConfig):
-    """TRL's SFTConfig plus the project's keys. assistant_only_loss is on by default for chat data."""
+class SmolSFTConfig(NoSavedSecrets, PostTrainingFields, SFTConfig):
+    """TRL's SFTConfig plus the project's keys (hub_token never saved). assistant_only_loss is on by default
+    for chat data."""
 
     assistant_only_loss: bool = field(default=True, metadata={"help": "train only on assistant turns (chat data)"})
-    global_batch_size: int | None = field(default=None, metadata={"help": "keep this global batch whatever the process count (sets gradient_accumulation_steps)"})
-    arith_eval_samples: int = field(default=0, metadata={"help": "if > 0, print exact-match accuracy on this many held-out arithmetic problems before and after training"})
-    arith_eval_seed: int = field(default=0, metadata={"help": "seed of the held-out arithmetic problems"})
-    arith_eval_before: bool = field(default=True, metadata={"help": "also evaluate the starting model (with arith_eval_samples)"})
 
 
 def has_generation_markers(template: str | None) -> bool:
@@ -64,19 +62,26 @@ def _ensure_assistant_mask(args, tokenizer) -> None:
                     f"(e.g. {GENERATION_TEMPLATE}) or assistant_only_loss: false.")
 
 
+def validate(args, model_args, data_args) -> str:
+    """Every check that needs no model loaded, before anything is written; returns the model path."""
+    common.check_hardware(args, model_args)
+    common.apply_global_batch(args, args.global_batch_size)
+    if getattr(args, "chat_template_path", None):
+        common.find_template(args.chat_template_path)
+    return common.resolve_model_path(model_args)
+
+
 def build_trainer(args, model_args, data_args):
     """Everything up to a ready SFTTrainer (also used by tests and the packing benchmark)."""
     from transformers import set_seed
     from trl import SFTTrainer
 
-    common.check_hardware(args, model_args)
-    common.apply_global_batch(args, args.global_batch_size)
+    model_path = validate(args, model_args, data_args)
     set_seed(args.seed)
-    model_path = common.resolve_model_path(model_args)
-    tokenizer = common.load_tokenizer(model_path, args, data_args)
+    tokenizer = common.chat_tokenizer(model_path, args, data_args)
     train, eval_ds, _ = load_mixture(data_args, "chat", args.seed, want_eval=args.eval_strategy != "no", report_dir=args.output_dir)
     _ensure_assistant_mask(args, tokenizer)
-    model = common.load_model(model_path, model_args, args)
+    model = common.policy_model(model_path, model_args, args)
     common.check_packed_attention(model, args)
     common.eval_split_or_off(args, eval_ds)
     trainer = SFTTrainer(model=model, args=args, train_dataset=train, eval_dataset=eval_ds, processing_class=tokenizer,
@@ -85,4 +90,4 @@ def build_trainer(args, model_args, data_args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return common.run_stage("sft", [SmolSFTConfig, ModelConfig, ChatDataArguments], build_trainer, argv)
+    return common.run_stage("sft", [SmolSFTConfig, ModelConfig, ChatDataArguments], validate, build_trainer, argv)

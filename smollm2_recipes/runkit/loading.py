@@ -17,7 +17,7 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
-def _resolve_local(name_or_path, what: str) -> tuple[str, Path | None]:
+def _resolve_local(name_or_path, what: str, missing_hint: str = "") -> tuple[str, Path | None]:
     from smollm2_recipes import assets
 
     if not name_or_path:
@@ -29,8 +29,19 @@ def _resolve_local(name_or_path, what: str) -> tuple[str, Path | None]:
             raise UserError(f"{what} '{name_or_path}' is a file; give the folder that holds it ({path.parent}).")
         return resolved, path
     if _looks_like_path(str(name_or_path)):
-        raise UserError(f"{what} folder '{name_or_path}' does not exist.")
+        raise UserError(f"{what} folder '{name_or_path}' does not exist{missing_hint}.")
     return resolved, None
+
+
+def check_model_source(name_or_path, made_by: str | None = None) -> str:
+    """Validate a model reference before anything is written and return what `from_pretrained` should load: a
+    local folder must exist and be complete. `made_by` names the stage whose output the folder is (e.g.
+    "sft" for DPO's default), so a folder not written yet is reported with the stage to run first."""
+    hint = f" yet: it is the output of `smollm2 {made_by}`; run that stage first" if made_by else ""
+    resolved, folder = _resolve_local(name_or_path, "model", hint)
+    if folder is not None:
+        check_model_folder(folder)
+    return resolved
 
 
 def check_safetensors(path: Path) -> None:
@@ -88,9 +99,8 @@ def load_model(name_or_path, **from_pretrained_kwargs):
     (config, every safetensors file complete), so a bad one is named in one line with the file at fault."""
     from transformers import AutoModelForCausalLM
 
-    resolved, folder = _resolve_local(name_or_path, "model")
-    if folder is not None:
-        check_model_folder(folder)
+    resolved = check_model_source(name_or_path)
+    folder = Path(resolved) if Path(resolved).is_dir() else None
     try:
         return AutoModelForCausalLM.from_pretrained(resolved, **from_pretrained_kwargs)
     except (OSError, ValueError) as err:

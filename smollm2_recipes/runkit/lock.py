@@ -121,11 +121,13 @@ def claim_output_dir(path: str | os.PathLike, *, finished_marker: str, overwrite
     the first write. Refuses a file in the way, a folder whose `finished_marker` exists (unless
     `overwrite`; never when `resume`, as a finished run has nothing to resume), and a folder locked by a
     running process. With `overwrite`, the old marker is removed once the lock is held, so a crash midway
-    never leaves a folder that claims to be finished. Released on exit, also on an exception."""
+    never leaves a folder that claims to be finished. Released on exit, also on an exception; a folder this
+    claim created and nothing was written into is removed again."""
     out = check_output_dir(path, finished_marker=finished_marker, overwrite=overwrite, resume=resume)
     if not _is_main_process():
         yield out
         return
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     me = _take(out)
     try:
@@ -135,3 +137,5 @@ def claim_output_dir(path: str | os.PathLike, *, finished_marker: str, overwrite
         yield out
     finally:
         _release(out, me)
+        if created and not any(out.iterdir()):  # refused or failed before its first write: leave no trace
+            out.rmdir()

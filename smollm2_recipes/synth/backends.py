@@ -21,6 +21,7 @@ from typing import Any
 
 from smollm2_recipes import assets
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.validation import reject_unknown_keys
 
 BACKENDS = ("transformers", "vllm", "vllm_server", "openai", "inference_endpoints")
 DEFAULT_LLM = {"backend": "transformers", "model": "embedded:SmolLM2-135M-Instruct"}
@@ -52,10 +53,7 @@ def validate_llm(spec: dict | None, role: str = "llm") -> dict:
         raise UserError(f"Unknown LLM backend '{backend}' in '{role}'. Valid: {', '.join(BACKENDS)}.")
     if not spec.get("model") and backend != "inference_endpoints":
         raise UserError(f"'{role}' needs a 'model' (a Hub id, a folder or embedded:SmolLM2-135M-Instruct).")
-    unknown = set(spec) - _COMMON_KEYS - _EXTRA_KEYS[backend]
-    if unknown:
-        valid = sorted(_COMMON_KEYS | _EXTRA_KEYS[backend])
-        raise UserError(f"Unknown key(s) {sorted(unknown)} in '{role}' for backend '{backend}'. Valid: {', '.join(valid)}.")
+    reject_unknown_keys(spec, _COMMON_KEYS | _EXTRA_KEYS[backend], f"'{role}' for backend '{backend}'")
     return spec
 
 

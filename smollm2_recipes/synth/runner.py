@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import write_atomic
 
 
 @dataclass
@@ -112,15 +113,8 @@ def _detach_distilabel_logging() -> None:
                 logger.removeHandler(handler)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows))
+    write_atomic(path, "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows))
     return path
 
 
@@ -168,7 +162,7 @@ def save_outputs(args: SynthArgs, rows: list[dict], summary: dict, name: str = "
 
         Dataset.from_list(rows).push_to_hub(args.hub_repo_id, private=args.hub_private)
         summary["pushed_to"] = args.hub_repo_id
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
     print(f"wrote {len(rows)} rows to {path}")
     return path

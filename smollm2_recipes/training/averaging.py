@@ -4,7 +4,6 @@ in fp32 on the CPU, updated every `averaging_every` steps (Hägele et al.: SWA e
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from pathlib import Path
@@ -12,6 +11,8 @@ from pathlib import Path
 import torch
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.loading import check_model_folder
+from smollm2_recipes.runkit.parsing import ArgumentParser
 
 AVERAGED_DIR = "averaged"
 
@@ -115,14 +116,18 @@ def average_checkpoints(paths: list[str], output_dir: str, weights: list[float] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smollm2 average", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="smollm2 average", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoint or model folders of one shape")
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--weights", nargs="+", type=float, default=None, help="one weight per checkpoint (default: uniform)")
     args = parser.parse_args(argv)
+    if len(args.checkpoints) < 2:
+        raise UserError(f"average needs at least two checkpoints, got {len(args.checkpoints)} ({args.checkpoints[0]}): "
+                        "an average of one is a copy.")
     for p in args.checkpoints:
         if not Path(p).is_dir():
             raise UserError(f"checkpoint '{p}' does not exist.")
+        check_model_folder(Path(p))
     out = average_checkpoints(args.checkpoints, args.output_dir, args.weights)
     print(f"averaged {len(args.checkpoints)} checkpoints into {out}")
     return 0

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit import write_json_atomic
 
 STAGING = ".staging"
 COMPLETE = "checkpoint_complete.json"
@@ -33,16 +34,6 @@ def _fsync_dir(path: Path) -> None:
         pass
 
 
-def write_json_atomic(path: str | os.PathLike, data) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def staging_dir(output_dir: str | os.PathLike) -> Path:
     return Path(output_dir) / STAGING
 
@@ -54,7 +45,7 @@ def publish(staged: str | os.PathLike, output_dir: str | os.PathLike, step: int)
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-    write_json_atomic(staged / COMPLETE, {"step": step})
+    write_json_atomic(staged / COMPLETE, {"step": step}, sort_keys=True)
     _fsync_dir(staged)
     if final.exists():  # a re-save of the same step (after a rollback): replace it atomically enough
         trash = final.with_name(f".trash-{final.name}")

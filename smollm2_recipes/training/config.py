@@ -10,6 +10,8 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import SchedulerType
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.runkit.batch import accumulation_for
+from smollm2_recipes.runkit.fields import NoSavedSecrets
 
 
 @dataclass
@@ -24,8 +26,9 @@ class ModelArguments:
 
 
 @dataclass
-class PretrainConfig(TrainingArguments):
-    """`TrainingArguments` with the published SmolLM2 optimisation as defaults and the pretraining extras."""
+class PretrainConfig(NoSavedSecrets, TrainingArguments):
+    """`TrainingArguments` with the published SmolLM2 optimisation as defaults and the pretraining extras
+    (hub_token never saved in training_args.bin)."""
 
     # Published optimisation (REFERENCE.md): AdamW (0.9, 0.95), eps 1e-8, wd 0.01, clip 1.0, warmup 2000, WSD.
     learning_rate: float = 3e-3
@@ -79,29 +82,20 @@ class PretrainConfig(TrainingArguments):
             raise UserError(f"ema_decay {self.ema_decay} must lie strictly between 0 and 1.")
 
 
-def resolve_batch(config: PretrainConfig, seq_len: int) -> int:
-    """Fix gradient accumulation so the global batch is exactly `global_batch_tokens`, whatever the world size.
-    Returns the number of sequences per optimiser step over all devices. Refuses combinations that miss it."""
+def resolve_batch(config: PretrainConfig, seq_len: int) -> tuple[int, int]:
+    """(sequences per optimiser step over all devices, gradient accumulation steps) that make the global batch
+    exactly `global_batch_tokens`, whatever the world size (the run kit's one global-batch policy: a
+    contradicting gradient_accumulation_steps is refused). The config is not changed."""
     world, per_device = config.world_size, config.per_device_train_batch_size
     if not config.global_batch_tokens:
-        return per_device * world * config.gradient_accumulation_steps
+        return per_device * world * config.gradient_accumulation_steps, config.gradient_accumulation_steps
     if config.global_batch_tokens % seq_len:
         raise UserError(f"global_batch_tokens {config.global_batch_tokens} is not a multiple of seq_len {seq_len}: "
                         f"use e.g. {config.global_batch_tokens // seq_len * seq_len} or {(config.global_batch_tokens // seq_len + 1) * seq_len}.")
     sequences = config.global_batch_tokens // seq_len
-    if sequences % (per_device * world):
-        valid = [b for b in range(1, sequences // world + 1) if sequences % (b * world) == 0]
-        raise UserError(
-            f"global batch of {sequences} sequences ({config.global_batch_tokens} tokens) cannot be split over "
-            f"{world} device(s) x per_device_train_batch_size {per_device}. Valid per_device_train_batch_size values "
-            f"for {world} device(s): {valid}" + ("" if valid else " (none: change the number of devices)") + ".")
-    ga = sequences // (per_device * world)
-    if config.gradient_accumulation_steps not in (1, ga):
-        raise UserError(f"gradient_accumulation_steps {config.gradient_accumulation_steps} contradicts global_batch_tokens "
-                        f"{config.global_batch_tokens}, which needs {ga} with {world} device(s) x batch {per_device}; "
-                        "drop gradient_accumulation_steps from the recipe (it is derived).")
-    config.gradient_accumulation_steps = ga
-    return sequences
+    accumulation = accumulation_for(sequences, per_device, world, config.gradient_accumulation_steps,
+                                    f"global_batch_tokens {config.global_batch_tokens}")
+    return sequences, accumulation
 
 
 def resolve_steps(config: PretrainConfig, stage_tokens: list[int], tokens_per_step: int, branch_end: int | None = None) -> int:

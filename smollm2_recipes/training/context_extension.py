@@ -128,7 +128,7 @@ def run_passkey(model_dir: str, passkey_args: PasskeyArguments, output_dir: str)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from smollm2_recipes.evaluation.passkey import evaluate_passkey, format_table, plot_passkey_heatmap
-    from smollm2_recipes.training.checkpoints import write_json_atomic
+    from smollm2_recipes.runkit import write_json_atomic
 
     if passkey_args.passkey_samples <= 0:
         return None

@@ -20,6 +20,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from smollm2_recipes.configs import save_resolved_config
+from smollm2_recipes.runkit import write_json_atomic
 from smollm2_recipes.training import checkpoints as ckpt
 from smollm2_recipes.training.stream import TokenLedger, TrackedStream, collate_blocks
 
@@ -161,7 +162,7 @@ class PretrainTrainer(Trainer):
         staged.mkdir(parents=True, exist_ok=True)
         state = {"stream": self.stream.state_at(self.blocks_trained), "ledger": self.ledger.state_dict(),
                  "spike_guard": self.spike_guard.state_dict() if self.spike_guard else {}}
-        ckpt.write_json_atomic(staged / DATA_STATE.format(rank=self.args.process_index), state)
+        write_json_atomic(staged / DATA_STATE.format(rank=self.args.process_index), state, sort_keys=True)
         if self.args.should_save:
             if self.resolved_configs:
                 save_resolved_config(staged, *self.resolved_configs)
