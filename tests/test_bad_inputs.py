@@ -143,6 +143,8 @@ CASES: list[tuple] = [
     ("curate-classifier-missing-recipe", ["curate", "train-classifier", "{w}/missing.yaml"], "does not exist"),
     ("curate-filter-recipe-is-dir", ["curate", "filter", "{w}/recipe_dir"], "is a directory"),
     ("curate-decontaminate-list-yaml", ["curate", "decontaminate", "{w}/list.yaml"], "YAML mapping"),
+    ("curate-dedup-missing-input", ["curate", "dedup", "--input", "{w}/nowhere.jsonl", "--output_dir", "{w}/new_run"], "does not exist"),
+    ("curate-dedup-output-is-file", ["curate", "dedup", "--input", "{w}/docs.jsonl", "--output_dir", "{w}/a_file.txt"], "is an existing file"),
     # ---- assets, model-info, quickstart
     ("assets-unknown-flag", ["assets", "--bogus"], "unrecognized arguments: --bogus"),
     ("model-info-unknown-preset", ["model-info", "999B"], "999B"),
@@ -172,6 +174,7 @@ def world(tmp_path_factory) -> Path:
     (w / "list.yaml").write_text("- 1\n- 2\n")
     (w / "unknown_key.yaml").write_text((REPO / "recipes/smollm2/tiny/pretrain.yaml").read_text() + "\nlerning_rate: 1.0e-3\n")
     (w / "a_file.txt").write_text("not a folder\n")
+    (w / "docs.jsonl").write_text('{"text": "one document"}\n')
     finished = w / "finished_pretrain"
     finished.mkdir()
     for name in ("run_complete.json", "plan.json"):

@@ -177,7 +177,7 @@ def _finished_runs(tmp_path) -> dict[str, tuple[list[str], Path]]:
 
 BAD_ARGUMENTS = [  # (command, extra arguments, what the one line must say)
     ("curate filter", ["--threshold", "7"], r"threshold must be in \[0, 5\], got 7"),
-    ("curate filter", ["--batch_size", "0"], "batch_size must be >= 1, got 0"),
+    ("curate filter", ["--batch_size", "0"], "batch_size 0 is out of range: it must be >= 1"),
     ("curate filter", ["--text_column", "body"], "has no column 'body'"),
     ("curate filter", ["--score_column", "stars"], "has no column 'stars'"),
     ("curate decontaminate", ["--ngram", "0"], "ngram must be >= 1, got 0"),

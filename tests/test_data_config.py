@@ -159,19 +159,28 @@ PAPER = [{"web": 0.90, "code": 0.10}, {"web": 0.75, "code": 0.20, "math": 0.05},
          {"web": 0.70, "code": 0.20, "math": 0.10}, {"web": 0.58, "code": 0.24, "math": 0.14, "other": 0.04}]
 
 
-@pytest.mark.parametrize("size", ["135M", "360M", "1.7B"])
-def test_published_recipes_carry_the_paper_stage_shares_on_hub_sources(size):
+def test_the_1_7B_recipe_carries_the_paper_stage_shares_on_hub_sources():
+    """The 1.7B's four stages (paper §4); the 135M and 360M are single-stage (tests/test_pretrain_recipes.py)."""
     from pathlib import Path
 
     from smollm2_recipes.data.config import data_args_from_recipe
 
-    root = Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / size
+    root = Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / "1.7B"
     args = data_args_from_recipe(root / "pretrain.yaml")
     assert len(args.stage_specs) == 4 and args.seq_len == 2048
     for stage, paper in zip(args.stage_specs, PAPER):
         shares = {g: round(sum(w for n, w in stage.weights().items() if n in names), 6) for g, names in GROUPS.items()}
         assert {g: v for g, v in shares.items() if v} == paper, stage.name
         assert all(s.is_hub and s.is_streaming for s in stage.sources)
+
+
+@pytest.mark.parametrize("size", ["135M", "360M", "1.7B"])
+def test_published_context_extension_recipes_take_long_documents_at_8k(size):
+    from pathlib import Path
+
+    from smollm2_recipes.data.config import data_args_from_recipe
+
+    root = Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / size
     ext = data_args_from_recipe(root / "context_extension.yaml")
     (stage,) = ext.stage_specs
     assert ext.seq_len == 8192 and stage.min_document_tokens == 8192

@@ -84,3 +84,16 @@ def test_long_documents_have_at_least_8k_real_tokens():
 def test_embedded_corpus_resolves_through_assets():
     assert assets.resolve("embedded:corpus/math") == str(corpus.corpus_path("math"))
     assert (corpus.corpus_path("math") / "test.parquet").is_file()
+
+
+def test_corpus_build_without_names_builds_all_four(capsys):
+    """`smollm2 corpus build` as the quickstart runs it: no names means all of them."""
+    import json
+
+    from smollm2_recipes import cli
+    from smollm2_recipes.data.corpus import NAMES
+
+    assert cli.run("corpus build", ["--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == sorted(NAMES)
+    assert cli.run("corpus build", ["math", "--json"]) == 0
+    assert list(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == ["math"]

@@ -51,8 +51,11 @@ def test_local_paths_and_data_names_pass_through(empty_hub_cache, tmp_path):
 
 
 def test_a_missing_earlier_stage_output_says_to_run_that_stage_first(empty_hub_cache):
-    with pytest.raises(UserError, match=r"'outputs/tiny/sft' does not exist: it is neither a local folder nor a Hub id.*run that stage first"):
-        resolve("outputs/tiny/sft")
+    from smollm2_recipes.runkit.loading import check_model_source
+
+    assert resolve("outputs/tiny/sft") == "outputs/tiny/sft"  # not taken for a Hub id: the stage reports it
+    with pytest.raises(UserError, match=r"'outputs/tiny/sft' does not exist yet: it is the output of `smollm2 sft`; run that stage first"):
+        check_model_source("outputs/tiny/sft", made_by="sft")
 
 
 @pytest.mark.parametrize("command, stage, hub_id", [("sft", "sft", "HuggingFaceTB/SmolLM2-1.7B"),

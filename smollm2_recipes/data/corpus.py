@@ -330,13 +330,17 @@ BUILDERS = {"web": build_web, "code": build_code, "math": build_math, "long": bu
 
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="smollm2 corpus build", description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", default=list(NAMES), choices=list(NAMES), help=f"which corpora (default: all of {', '.join(NAMES)})")
+    # no argparse `choices`: Python 3.11 checks an empty nargs="*" list against them and refuses it
+    parser.add_argument("names", nargs="*", help=f"which corpora (default: all of {', '.join(NAMES)})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
+    for name in args.names:
+        if name not in NAMES:
+            raise UserError(f"unknown corpus '{name}'; valid: {', '.join(NAMES)}.")
     from tqdm.auto import tqdm
 
     summary = {}
-    for name in tqdm(args.names, desc="corpus", disable=args.json):
+    for name in tqdm(args.names or list(NAMES), desc="corpus", disable=args.json):
         path = corpus_path(name)
         info = json.loads((path / "info.json").read_text())
         summary[name] = {"path": str(path), **info}

@@ -77,7 +77,9 @@ def read_model_config(model: str) -> dict:
     """config.json of a local folder, an `embedded:` model or a Hub model (one small download; offline, a clear error)."""
     from smollm2_recipes import assets
 
-    local = assets.resolve(model) if assets.is_embedded(model) else model
+    from smollm2_recipes.runkit.loading import check_model_source
+
+    local = check_model_source(model, made_by="pretrain")  # a missing pretraining output: run that stage first
     if Path(local).is_dir():
         from smollm2_recipes.training.checkpoints import read_config
 
