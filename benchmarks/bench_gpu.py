@@ -162,10 +162,10 @@ def pretrain_trainer(case: Case, tmp: str, steps: int, warmup: int, device: Devi
     from transformers import AutoTokenizer
 
     from smollm2_recipes.assets import resolve
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.data.config import DataArguments
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.data.stages import DataArguments
     from smollm2_recipes.models import build_model
-    from smollm2_recipes.training.config import ModelArguments, PretrainConfig
+    from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig
     from smollm2_recipes.training.hardware import flops_per_token
     from smollm2_recipes.training.spike_guard import SpikeGuard
     from smollm2_recipes.training.stream import TrackedStream
@@ -206,14 +206,12 @@ def sft_trainer(case: Case, tmp: str, steps: int, warmup: int, device: Device, s
     """TRL's SFTTrainer as `smollm2 sft` builds it (`build_trainer`), on a saved preset model and packed chat rows."""
     import torch
     from transformers import AutoTokenizer
-    from trl import ModelConfig
 
     from smollm2_recipes.assets import resolve
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.data.arith import write_jsonl
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.offline.arith_problems import write_jsonl
     from smollm2_recipes.models import build_model
-    from smollm2_recipes.post_training.data import ChatDataArguments
-    from smollm2_recipes.post_training.sft import SmolSFTConfig, build_trainer
+    from smollm2_recipes.post_training.sft import CONFIG_TYPES, build_trainer
 
     liger, compile_ = VARIANTS[case.variant]
     model_dir = Path(tmp) / f"model-{case.preset}"
@@ -224,7 +222,7 @@ def sft_trainer(case: Case, tmp: str, steps: int, warmup: int, device: Device, s
         tokenizer.save_pretrained(model_dir)
     bins = (warmup + steps) * case.batch
     data = write_jsonl(_chat_rows(6 * bins, case.seq // 8, seed), Path(tmp) / f"chat-{case.seq}.jsonl")  # ~4 rows per bin
-    args, model_args, data_args = parse([SmolSFTConfig, ModelConfig, ChatDataArguments], [
+    args, model_args, data_args, _ = parse(CONFIG_TYPES, [
         str(REPO / "recipes/smollm2/tiny/sft.yaml"), "--model_name_or_path", str(model_dir), "--output_dir", f"{tmp}/sft",
         "--dataset_mixture", json.dumps([{"path": str(data)}]), "--max_length", str(case.seq),
         "--per_device_train_batch_size", str(case.batch), "--gradient_accumulation_steps", "1",

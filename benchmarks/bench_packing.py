@@ -34,7 +34,7 @@ def corpus_texts(max_chars: int) -> list[str]:
     """Interleave the embedded web, code and math corpora (train splits) up to max_chars characters."""
     import pyarrow.parquet as pq
 
-    from smollm2_recipes.data.corpus import corpus_path
+    from smollm2_recipes.offline.corpus import corpus_path
 
     columns = [pq.read_table(corpus_path(n) / "train.parquet", columns=["text"]).column(0).to_pylist() for n in ("web", "code", "math")]
     texts, total = [], 0

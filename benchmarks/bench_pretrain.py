@@ -47,7 +47,7 @@ class FixedBlocks(torch.utils.data.IterableDataset):
 
 
 def make_blocks(seq: int, n: int):
-    from smollm2_recipes.data.config import DataArguments
+    from smollm2_recipes.data.stages import DataArguments
     from smollm2_recipes.data.mixture import build_stream
 
     args = DataArguments(seq_len=seq, stages=[{"name": "s", "tokens": seq * n, "sources": WEB}])
@@ -56,9 +56,9 @@ def make_blocks(seq: int, n: int):
 
 def ours(model_name: str, blocks, batch: int, seq: int, steps: int, bf16: bool, workdir: str) -> list[float]:
     """tokens/s of each optimiser step through run_pretrain."""
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.data.config import DataArguments
-    from smollm2_recipes.training.config import ModelArguments, PretrainConfig
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.data.stages import DataArguments
+    from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig
     from smollm2_recipes.training.pretrain import run_pretrain
 
     out = os.path.join(workdir, f"ours-{'bf16' if bf16 else 'fp32'}")

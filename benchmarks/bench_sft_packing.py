@@ -21,11 +21,11 @@ from pathlib import Path
 
 def _rows(n: int, seed: int) -> list[dict]:
     """Chat rows of very different lengths (as SmolTalk has): arithmetic problems plus long answers."""
-    from smollm2_recipes.data import arith
+    from smollm2_recipes.offline import arith_problems
 
     rng = random.Random(seed)
     words = "the of a model data token train small language packing attention answer example length".split()
-    rows = arith.sft_rows(n // 2, seed)
+    rows = arith_problems.sft_rows(n // 2, seed)
     for _ in range(n - len(rows)):
         answer = " ".join(rng.choice(words) for _ in range(rng.choice([8, 30, 120, 400])))
         rows.append({"messages": [{"role": "user", "content": "Tell me something."}, {"role": "assistant", "content": answer}]})
@@ -34,17 +34,15 @@ def _rows(n: int, seed: int) -> list[dict]:
 
 
 def _build(model_dir: str, data: str, out: str, packing: bool, batch: int, max_length: int):
-    from trl import ModelConfig
 
-    from smollm2_recipes import configs
-    from smollm2_recipes.post_training.data import ChatDataArguments
-    from smollm2_recipes.post_training.sft import SmolSFTConfig, build_trainer
+    from smollm2_recipes import recipe_parsing
+    from smollm2_recipes.post_training.sft import CONFIG_TYPES, build_trainer
 
     argv = ["recipes/smollm2/tiny/sft.yaml", "--model_name_or_path", model_dir, "--output_dir", out,
             "--dataset_mixture", json.dumps([{"path": data}]), "--packing", str(packing).lower(), "--max_length", str(max_length),
             "--per_device_train_batch_size", str(batch if not packing else 1), "--bf16", "false", "--disable_tqdm", "true",
             "--arith_eval_samples", "0", "--learning_rate", "1e-4"]
-    args, model_args, data_args = configs.parse([SmolSFTConfig, ModelConfig, ChatDataArguments], argv)
+    args, model_args, data_args, _ = recipe_parsing.parse(CONFIG_TYPES, argv)
     return build_trainer(args, model_args, data_args)[0]
 
 
@@ -91,7 +89,7 @@ def main(argv=None) -> int:
     from transformers import AutoTokenizer
 
     from smollm2_recipes.assets import resolve
-    from smollm2_recipes.data.arith import write_jsonl
+    from smollm2_recipes.offline.arith_problems import write_jsonl
     from smollm2_recipes.models import build_model
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -43,7 +43,7 @@ WORLDS = (1, 8, 64)
 
 def scaled_args(blocks_per_rank: int, shards_dir: str | None = None):
     """The tiny recipe's mixture at seq_len 2048, stages scaled to give rank 63 of 64 enough blocks."""
-    from smollm2_recipes.data.config import data_args_from_recipe
+    from smollm2_recipes.data.stages import data_args_from_recipe
 
     args = data_args_from_recipe(ROOT / "recipes/smollm2/tiny/pretrain.yaml", seq_len=SEQ_LEN)
     total = sum(s.tokens for s in args.stage_specs)
@@ -94,7 +94,7 @@ def tokenize_throughput(megabytes: float, repeats: int) -> dict:
     import pyarrow.parquet as pq
 
     from smollm2_recipes import assets
-    from smollm2_recipes.data.config import DataArguments
+    from smollm2_recipes.data.stages import DataArguments
     from smollm2_recipes.runkit import load_tokenizer
     from smollm2_recipes.data.shards import tokenize_recipe
 

@@ -13,7 +13,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from pathlib import Path
 
-    from smollm2_recipes.assets import BUILT_THIS_PROCESS, cache_dir, materialise_all
+    from smollm2_recipes.offline.cache import BUILT_THIS_PROCESS, cache_dir
+    from smollm2_recipes.offline.embedded import materialise_all
 
     paths = materialise_all(progress=not args.json)
     if args.json:

@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "assets": ("smollm2_recipes.assets_cli:main", "materialise the embedded offline assets (model, tokenizer, HumanEval)"),
     "model-info": ("smollm2_recipes.assets_cli:model_info_main", "print a model preset's config and parameter count"),
     "chat": ("smollm2_recipes.assets_cli:chat_main", "answer one prompt with a chat model (default: the embedded instruct model)"),
-    "corpus build": ("smollm2_recipes.data.corpus:main", "build the embedded corpus (web, code, math, long)"),
+    "corpus build": ("smollm2_recipes.offline.corpus:main", "build the embedded corpus (web, code, math, long)"),
     "data inspect": ("smollm2_recipes.data.inspect:main", "observed token shares, epochs and throughput of a recipe's mixture"),
     "data tokenize": ("smollm2_recipes.data.shards:main", "pre-tokenise a recipe's sources into datatrove shards (local, Slurm or Ray)"),
     "pretrain": ("smollm2_recipes.training.pretrain:main", "multi-stage pretraining with WSD (transformers Trainer)"),
@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("smollm2_recipes.post_training.sft:main", "supervised fine-tuning with TRL's SFTTrainer"),
     "dpo": ("smollm2_recipes.post_training.dpo:main", "preference optimisation with TRL's DPOTrainer"),
     "merge": ("smollm2_recipes.post_training.peft_utils:merge_main", "merge a LoRA adapter into a plain model"),
-    "eval": ("smollm2_recipes.evaluation.cli:main", "evaluate a model or a folder of checkpoints"),
+    "eval": ("smollm2_recipes.evaluation.eval_command:main", "evaluate a model or a folder of checkpoints"),
     "synth magpie": ("smollm2_recipes.synth.magpie:main", "MagPie-Ultra style conversations (distilabel)"),
     "synth preferences": ("smollm2_recipes.synth.preferences:main", "chosen/rejected pairs judged by an LLM or a verifier"),
     "synth rewrite": ("smollm2_recipes.synth.smol_tasks:rewrite_main", "Smol-rewrite"),
@@ -40,8 +40,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "curate decontaminate": ("smollm2_recipes.curation.decontaminate:main", "remove n-gram overlaps with benchmark sets"),
     "curate dedup": ("smollm2_recipes.curation.dedup:main", "MinHash near-duplicate removal (datatrove)"),
     "upload": ("smollm2_recipes.hub:upload_main", "write a model card and upload a folder to the Hub"),
-    "export gguf": ("smollm2_recipes.hub:export_gguf_main", "export a model folder to GGUF"),
-    "quickstart": ("smollm2_recipes.quickstart:main", "the whole SmolLM2 pipeline in miniature, offline"),
+    "export gguf": ("smollm2_recipes.gguf_export:export_gguf_main", "export a model folder to GGUF"),
+    "quickstart": ("smollm2_recipes.offline.quickstart:main", "the whole SmolLM2 pipeline in miniature, offline"),
 }
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import yaml
 
 from smollm2_recipes.errors import UserError
-from smollm2_recipes.gguf_export import export_gguf_main  # noqa: F401  (the `smollm2 export gguf` target)
 from smollm2_recipes.model_card import RESOLVED_CONFIG, build_card, collect, sanitise
 from smollm2_recipes.runkit.parsing import ArgumentParser
 

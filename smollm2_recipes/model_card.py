@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from smollm2_recipes.configs import HIDDEN_KEYS
+from smollm2_recipes.recipe_parsing import HIDDEN_KEYS
 
 RESOLVED_CONFIG = "resolved_config.yaml"
 # `embedded:` assets are offline copies of published models: the card names the published one.

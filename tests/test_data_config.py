@@ -36,7 +36,7 @@ def good(tmp_path):
 def test_recipe_data_keys_parse_next_to_training_arguments(tmp_path):
     from transformers import TrainingArguments
 
-    from smollm2_recipes import configs
+    from smollm2_recipes import recipe_parsing
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
@@ -44,11 +44,11 @@ def test_recipe_data_keys_parse_next_to_training_arguments(tmp_path):
         "  - name: a\n    tokens: 1_000_000\n    sources:\n"
         "      - {name: web, path: embedded:corpus/web, weight: 60}\n"
         "      - {name: code, path: embedded:corpus/code, weight: 40}\n")
-    training, data = configs.parse([TrainingArguments, DataArguments], [str(recipe), "--mixture_seed", "5"])
+    training, data = recipe_parsing.parse([TrainingArguments, DataArguments], [str(recipe), "--mixture_seed", "5"])
     assert data.seq_len == 256 and data.mixture_seed == 5
     assert data.stage_specs[0].weights() == {"web": 0.6, "code": 0.4}
     assert data.stage_specs[0].tokens == 1_000_000
-    saved = configs.config_dict(data)
+    saved = recipe_parsing.config_dict(data)
     assert saved["stages"][0]["sources"][0]["path"] == "embedded:corpus/web"
 
 
@@ -141,7 +141,7 @@ def test_hub_sources_go_through_load_dataset_up_to_the_network(tmp_path):
     import subprocess
     import sys
 
-    code = ("from smollm2_recipes.data.config import SourceSpec\n"
+    code = ("from smollm2_recipes.data.stages import SourceSpec\n"
             "from smollm2_recipes.data.sources import open_source\n"
             "from smollm2_recipes.errors import UserError\n"
             "s = SourceSpec(name='fineweb-edu', path='HuggingFaceFW/fineweb-edu', config='sample-10BT')\n"
@@ -163,7 +163,7 @@ def test_the_1_7B_recipe_carries_the_paper_stage_shares_on_hub_sources():
     """The 1.7B's four stages (paper §4); the 135M and 360M are single-stage (tests/test_pretrain_recipes.py)."""
     from pathlib import Path
 
-    from smollm2_recipes.data.config import data_args_from_recipe
+    from smollm2_recipes.data.stages import data_args_from_recipe
 
     root = Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / "1.7B"
     args = data_args_from_recipe(root / "pretrain.yaml")
@@ -178,7 +178,7 @@ def test_the_1_7B_recipe_carries_the_paper_stage_shares_on_hub_sources():
 def test_published_context_extension_recipes_take_long_documents_at_8k(size):
     from pathlib import Path
 
-    from smollm2_recipes.data.config import data_args_from_recipe
+    from smollm2_recipes.data.stages import data_args_from_recipe
 
     root = Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / size
     ext = data_args_from_recipe(root / "context_extension.yaml")
@@ -190,7 +190,7 @@ def test_published_context_extension_recipes_take_long_documents_at_8k(size):
 def test_tiny_recipe_has_the_four_stage_shape_on_the_embedded_corpus():
     from pathlib import Path
 
-    from smollm2_recipes.data.config import data_args_from_recipe
+    from smollm2_recipes.data.stages import data_args_from_recipe
 
     args = data_args_from_recipe(Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / "tiny" / "pretrain.yaml")
     assert len(args.stage_specs) == 4

@@ -13,7 +13,7 @@ import pytest
 from test_data_helpers import tokenizer
 
 from smollm2_recipes import assets
-from smollm2_recipes.data import corpus
+from smollm2_recipes.offline import corpus
 
 
 def read(name: str, split: str):
@@ -91,7 +91,7 @@ def test_corpus_build_without_names_builds_all_four(capsys):
     import json
 
     from smollm2_recipes import cli
-    from smollm2_recipes.data.corpus import NAMES
+    from smollm2_recipes.offline.corpus import NAMES
 
     assert cli.run("corpus build", ["--json"]) == 0
     assert sorted(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == sorted(NAMES)

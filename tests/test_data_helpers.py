@@ -7,7 +7,7 @@ import json
 import random
 from pathlib import Path
 
-from smollm2_recipes.data.corpus import math_problem
+from smollm2_recipes.offline.corpus import math_problem
 
 
 @functools.lru_cache(maxsize=1)

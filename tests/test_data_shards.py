@@ -42,7 +42,7 @@ def recipe(tmp_path):
 
 
 def data_args(recipe, **kw):
-    from smollm2_recipes.data.config import data_args_from_recipe
+    from smollm2_recipes.data.stages import data_args_from_recipe
 
     return data_args_from_recipe(recipe, **kw)
 

@@ -128,10 +128,10 @@ def test_pretraining_two_processes_read_each_block_once(runs):
     single process trained on."""
     import torch
 
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.data.config import DataArguments
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.data.stages import DataArguments
     from smollm2_recipes.data.mixture import build_stream
-    from smollm2_recipes.training.config import ModelArguments, PretrainConfig
+    from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig
     from smollm2_recipes.training.stream import TokenLedger
 
     _, _, data_args = parse([PretrainConfig, ModelArguments, DataArguments], [str(runs["pretrain_recipe"])])

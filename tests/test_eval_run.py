@@ -56,7 +56,7 @@ def test_perplexity_matches_the_models_own_loss(micro_model_dir):
 
 
 def test_checkpoint_folder_gives_curves_against_tokens(micro_model_dir, text_file, tmp_path, capsys):
-    from smollm2_recipes.evaluation.checkpoints import training_position
+    from smollm2_recipes.evaluation.checkpoint_sweep import training_position
 
     runs = tmp_path / "run"
     for step in (20, 10):

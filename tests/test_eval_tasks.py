@@ -40,7 +40,7 @@ def test_bad_task_names_are_refused_with_the_valid_ones(bad, words):
 
 
 def test_recipes_name_the_papers_suites():
-    from smollm2_recipes.evaluation.cli import parse_args
+    from smollm2_recipes.evaluation.eval_command import parse_args
 
     base = parse_args([str(RECIPES / "smollm2_base.yaml")])
     instruct = parse_args([str(RECIPES / "smollm2_instruct.yaml"), "--limit", "3"])

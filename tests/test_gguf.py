@@ -88,7 +88,7 @@ def test_metadata_matches_llama_cpps_own_converter(f16_file):
     tensor names per layer."""
     import gguf
 
-    from smollm2_recipes.assets import gguf_path
+    from smollm2_recipes.offline.embedded import gguf_path
 
     ref_reader, ours_reader = gguf.GGUFReader(gguf_path()), gguf.GGUFReader(f16_file)
     ref, ours = _fields(ref_reader), _fields(ours_reader)

@@ -52,7 +52,7 @@ def test_each_layer_type_is_drawn_with_its_std_at_the_preset_width(size):
 
 
 def _optimizer_groups(tmp_path, **config):
-    from smollm2_recipes.training.config import PretrainConfig
+    from smollm2_recipes.training.pretrain_config import PretrainConfig
     from smollm2_recipes.training.stream import TrackedStream
     from smollm2_recipes.training.trainer import PretrainTrainer
 

@@ -60,7 +60,7 @@ def test_a_missing_earlier_stage_output_says_to_run_that_stage_first(empty_hub_c
 
 @pytest.mark.parametrize("command, stage, hub_id", [("sft", "sft", "HuggingFaceTB/SmolLM2-1.7B"),
                                                      ("pretrain", "pretrain", "HuggingFaceTB/"),
-                                                     ("extend-context", "context_extension", "HuggingFaceTB/"),
+                                                     ("extend-context", "context_extension", "outputs/smollm2-1.7B/pretrain"),
                                                      ("dpo", "dpo", "outputs/smollm2/1.7B/sft")])
 def test_flagship_recipes_stop_offline_with_one_line(command, stage, hub_id, empty_hub_cache, tmp_path, capsys):
     out = tmp_path / "out"

@@ -33,7 +33,7 @@ def test_unequal_lists_are_refused():
 
 
 def test_arith_evaluation_keeps_each_problems_outcome_in_order(micro_model_dir):
-    from smollm2_recipes.evaluation.arith import evaluate_arith
+    from smollm2_recipes.offline.arith_accuracy import evaluate_arith
     from smollm2_recipes.models import load_pretrained
 
     model, tokenizer = load_pretrained(micro_model_dir, dtype="float32")

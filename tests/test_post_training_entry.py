@@ -73,13 +73,11 @@ def test_dpo_entry_point_logs_rewards_with_one_model(sft_dir, tmp_path):
 
 
 def test_dpo_reference_is_the_starting_model_and_not_kept(sft_dir, tmp_path):
-    from smollm2_recipes import configs
-    from smollm2_recipes.post_training.data import ChatDataArguments
-    from smollm2_recipes.post_training.dpo import SmolDPOConfig, build_trainer
-    from trl import ModelConfig
+    from smollm2_recipes import recipe_parsing
+    from smollm2_recipes.post_training.dpo import CONFIG_TYPES, build_trainer
 
     mixture = json.dumps([{"path": "arith:preferences", "num_samples": 4}])
-    parsed = configs.parse([SmolDPOConfig, ModelConfig, ChatDataArguments], [DPO_RECIPE, "--model_name_or_path", str(sft_dir),
+    *parsed, _ = recipe_parsing.parse(CONFIG_TYPES, [DPO_RECIPE, "--model_name_or_path", str(sft_dir),
                            "--output_dir", str(tmp_path), "--dataset_mixture", mixture, "--rpo_alpha", "0.5", *FAST])
     trainer, _ = build_trainer(*parsed)
     assert trainer.ref_model is None and trainer.args.precompute_ref_log_probs  # one model in memory

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from smollm2_recipes import cli, configs
+from smollm2_recipes import cli
+from smollm2_recipes import recipe_parsing
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, parse_mixture
@@ -16,13 +17,10 @@ ASSETS = Path(__file__).parent / "assets"
 
 
 def _parse(stage, recipe, *argv):
-    from trl import ModelConfig
+    """(training args, model args, data args) of a post-training recipe."""
+    from smollm2_recipes.post_training import dpo, sft
 
-    if stage == "sft":
-        from smollm2_recipes.post_training.sft import SmolSFTConfig as Config
-    else:
-        from smollm2_recipes.post_training.dpo import SmolDPOConfig as Config
-    return configs.parse([Config, ModelConfig, ChatDataArguments], [str(recipe), *argv])
+    return recipe_parsing.parse((sft if stage == "sft" else dpo).CONFIG_TYPES, [str(recipe), *argv])[:3]
 
 
 @pytest.mark.parametrize("size,data,lr", [("135M", "HuggingFaceTB/smol-smoltalk", 1e-3), ("360M", "HuggingFaceTB/smol-smoltalk", 1e-3),

@@ -47,9 +47,9 @@ def write_recipe(path: Path, steps: int = 24, **overrides) -> Path:
 
 
 def parse_recipe(path: Path, *flags: str):
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.data.config import DataArguments
-    from smollm2_recipes.training.config import ModelArguments, PretrainConfig
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.data.stages import DataArguments
+    from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig
 
     return parse([PretrainConfig, ModelArguments, DataArguments], [str(path), *flags])
 
@@ -316,7 +316,7 @@ def test_incomplete_checkpoints_are_never_resumed(tmp_path):
 
 
 def test_global_batch_is_exact_for_any_world_size(tmp_path):
-    from smollm2_recipes.training.config import resolve_batch
+    from smollm2_recipes.training.pretrain_config import resolve_batch
 
     config, _, _ = parse_recipe(write_recipe(tmp_path / "r.yaml"), "--output_dir", str(tmp_path / "o"))
     assert resolve_batch(config, SEQ) == (4, 2) and config.gradient_accumulation_steps == 1  # derived, not written back

@@ -3,9 +3,9 @@ published one: tokens per step, steps, WSD decay share, optimiser settings, RoPE
 
 import pytest
 
-from smollm2_recipes.configs import parse
-from smollm2_recipes.data.config import DataArguments
-from smollm2_recipes.training.config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
+from smollm2_recipes.recipe_parsing import parse
+from smollm2_recipes.data.stages import DataArguments
+from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
 from smollm2_recipes.training.context_extension import ExtensionStartArguments, PasskeyArguments
 
 # size: (peak lr, tokens per step, steps, decay steps)  -- ../shared/REFERENCE.md

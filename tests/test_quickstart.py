@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smollm2_recipes.cli import COMMANDS, _match
-from smollm2_recipes.quickstart import build_steps
+from smollm2_recipes.offline.quickstart import build_steps
 
 REPO = Path(__file__).parent.parent
 
@@ -24,8 +24,8 @@ def _parse_types(name, argv):
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "full"])
 def test_every_step_command_exists_and_parses(tmp_path, fast, monkeypatch):
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.evaluation.cli import parse_args as parse_eval
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.evaluation.eval_command import parse_args as parse_eval
 
     monkeypatch.chdir(REPO)
     steps = build_steps(tmp_path, fast)
@@ -133,7 +133,7 @@ def test_full_mode_scores_all_164_humaneval_problems_and_500_arith_problems(tmp_
 
 
 def test_dpo_gain_pairs_the_same_problems_from_the_two_runs_files(tmp_path):
-    from smollm2_recipes.quickstart import dpo_gain
+    from smollm2_recipes.offline.quickstart import dpo_gain
 
     for stage, outcomes in (("sft", [0, 1, 0, 0] * 50), ("dpo", [1, 1, 0, 1] * 50)):
         (tmp_path / stage / "run").mkdir(parents=True)

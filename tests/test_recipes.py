@@ -14,8 +14,8 @@ def _types(path: Path):
     """The dataclasses the recipe's command parses it into."""
     rel = path.relative_to(REPO / "recipes").as_posix()
     if rel.startswith("smollm2/"):
-        from smollm2_recipes.data.config import DataArguments
-        from smollm2_recipes.training.config import ModelArguments, PretrainConfig
+        from smollm2_recipes.data.stages import DataArguments
+        from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig
 
         if path.stem == "pretrain":
             return [PretrainConfig, ModelArguments, DataArguments]
@@ -23,18 +23,14 @@ def _types(path: Path):
             from smollm2_recipes.training.context_extension import ExtensionStartArguments, PasskeyArguments
 
             return [PretrainConfig, ModelArguments, DataArguments, PasskeyArguments, ExtensionStartArguments]
-        from trl import ModelConfig
-
-        from smollm2_recipes.post_training.data import ChatDataArguments
-
         if path.stem == "sft":
-            from smollm2_recipes.post_training.sft import SmolSFTConfig
+            from smollm2_recipes.post_training.sft import CONFIG_TYPES
 
-            return [SmolSFTConfig, ModelConfig, ChatDataArguments]
+            return CONFIG_TYPES
         if path.stem == "dpo":
-            from smollm2_recipes.post_training.dpo import SmolDPOConfig
+            from smollm2_recipes.post_training.dpo import CONFIG_TYPES
 
-            return [SmolDPOConfig, ModelConfig, ChatDataArguments]
+            return CONFIG_TYPES
     if rel.startswith("eval/"):
         from smollm2_recipes.evaluation.runner import EvalConfig
 
@@ -70,7 +66,7 @@ def test_the_published_recipes_exist():
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.relative_to(REPO / "recipes").as_posix())
 def test_recipe_parses(path, tmp_path):
-    from smollm2_recipes.configs import parse
+    from smollm2_recipes.recipe_parsing import parse
 
     parsed = parse(_types(path), [str(path), "--output_dir", str(tmp_path / "out")])
     assert parsed and all(getattr(p, "output_dir", str(tmp_path / "out")) == str(tmp_path / "out") for p in parsed)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from smollm2_recipes import configs
+from smollm2_recipes import recipe_parsing
 from smollm2_recipes.errors import UserError
 
 ROWS = [
@@ -19,15 +19,13 @@ ROWS = [
 
 
 def _trainer(tmp_path, model_dir, *extra):
-    from smollm2_recipes.post_training.data import ChatDataArguments
-    from smollm2_recipes.post_training.sft import SmolSFTConfig, build_trainer
-    from trl import ModelConfig
+    from smollm2_recipes.post_training.sft import CONFIG_TYPES, build_trainer
 
     data = tmp_path / "chat.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     argv = ["recipes/smollm2/tiny/sft.yaml", "--model_name_or_path", model_dir, "--output_dir", str(tmp_path / "out"),
             "--dataset_mixture", json.dumps([{"path": str(data)}]), "--max_length", "256", "--bf16", "false", *extra]
-    args, model_args, data_args = configs.parse([SmolSFTConfig, ModelConfig, ChatDataArguments], argv)
+    args, model_args, data_args, _ = recipe_parsing.parse(CONFIG_TYPES, argv)
     return build_trainer(args, model_args, data_args)
 
 

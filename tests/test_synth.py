@@ -105,7 +105,7 @@ def test_near_duplicates_with_the_offline_encoder():
 
 def test_every_synth_recipe_parses_and_real_backends_construct(monkeypatch):
     """A renamed key or backend option fails here, not on a GPU node. Real backends are built (not run)."""
-    from smollm2_recipes import configs
+    from smollm2_recipes import recipe_parsing
     from smollm2_recipes.synth import backends
     from smollm2_recipes.synth.magpie import MagpieArgs
     from smollm2_recipes.synth.preferences import PreferenceArgs
@@ -120,7 +120,7 @@ def test_every_synth_recipe_parses_and_real_backends_construct(monkeypatch):
     built = set()
     for path in recipes:
         cls = next(c for k, c in kinds.items() if k in path.stem)
-        (args,) = configs.parse([cls], [str(path)])
+        (args,) = recipe_parsing.parse([cls], [str(path)])
         for spec in [args.llm] + list(getattr(args, "generators", None) or []) + [getattr(args, "tagger_llm", None), getattr(args, "judge_llm", None)]:
             if spec is None or spec.get("backend") == "transformers":
                 continue  # the transformers backend runs for real in the pipeline tests

@@ -56,11 +56,12 @@ class AnnotateArgs(runner.SynthArgs):
 def main(argv: list[str]) -> int:
     from distilabel.steps.tasks import TextGeneration
 
-    from smollm2_recipes import assets, configs
+    from smollm2_recipes import assets
+    from smollm2_recipes import recipe_parsing
     from smollm2_recipes.runkit import claim_output_dir
     from smollm2_recipes.synth.backends import build_llm
 
-    (args,) = configs.parse([AnnotateArgs], argv)
+    (args,) = recipe_parsing.parse([AnnotateArgs], argv)
     runner.check_common(args)
     if args.prompt_style not in PROMPT_STYLES:
         raise UserError(f"Unknown prompt_style '{args.prompt_style}'. Valid: {', '.join(PROMPT_STYLES)}.")
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> int:
 
     # validated; an unfinished run resumes from distilabel's cache, a finished one (summary.json) is kept unless --overwrite
     with claim_output_dir(args.output_dir, finished_marker="summary.json", overwrite=args.overwrite):
-        configs.save_resolved_config(args.output_dir, args)
+        recipe_parsing.save_resolved_config(args.output_dir, args)
         rows = runner.run_pipeline("smollm2-annotate", args, build, dataset=prompts)
         tally, out = Tally(), []
         for row in rows:

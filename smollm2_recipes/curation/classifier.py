@@ -86,9 +86,9 @@ def predict(model, tokenizer, texts: list[str], batch_size: int = 32, max_length
 
 
 def main(argv: list[str]) -> int:
-    from smollm2_recipes import configs
+    from smollm2_recipes import recipe_parsing
 
-    (args,) = configs.parse([ClassifierArgs], argv, recipe_required=False)
+    (args,) = recipe_parsing.parse([ClassifierArgs], argv, recipe_required=False)
     if not 0 < args.eval_fraction < 1:
         raise UserError(f"eval_fraction must be in (0, 1), got {args.eval_fraction}.")
     for key in ("learning_rate", "num_train_epochs", "per_device_train_batch_size", "max_length"):
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
     out = Path(args.output_dir)
     # everything above only read; from here on the run writes, and a finished run (metrics.json) is not replaced
     with claim_output_dir(out, finished_marker="metrics.json", overwrite=args.overwrite):
-        configs.save_resolved_config(out, args)
+        recipe_parsing.save_resolved_config(out, args)
         random.Random(args.seed).shuffle(scored)
         n_eval = max(1, int(len(scored) * args.eval_fraction))
         if args.freeze_encoder:

@@ -28,7 +28,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.readers import HuggingFaceDatasetReader, JsonlReader, ParquetReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from smollm2_recipes import assets, configs, executors
+from smollm2_recipes import assets, executors
+from smollm2_recipes import recipe_parsing
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.runkit.parsing import ArgumentParser
 
@@ -253,15 +254,15 @@ class Placement:
 
 def parse(types: list[type], argv: list[str]):
     """(parsed dataclasses..., Placement): the executor flags are read by executors.add_executor_args, the rest
-    by configs.parse (recipe + --key value). Nothing is written."""
+    by recipe_parsing.parse (recipe + --key value). Nothing is written."""
     flags = ArgumentParser(prog="where it runs", usage="%(prog)s", add_help=False)
     executors.add_executor_args(flags)
     if {"-h", "--help"} & set(argv):
-        flags.print_help()  # the recipe keys follow, printed by configs.parse
+        flags.print_help()  # the recipe keys follow, printed by recipe_parsing.parse
     ex, rest = flags.parse_known_args(argv)
     if ex.logging_dir is not None:
         raise UserError("--logging_dir is fixed for curation: each stage logs under OUTPUT_DIR/logs/<stage> (drop the flag).")
-    parsed = configs.parse(types, rest, recipe_required=False)
+    parsed = recipe_parsing.parse(types, rest, recipe_required=False)
     slurm, ray = executors.settings_from_args(ex, parsed[0].executor)
     tasks = default_tasks(parsed[0].input) if ex.tasks is None else ex.tasks
     executors.check_executor(ex.executor, tasks=tasks, workers=ex.workers, slurm=slurm, ray=ray, dry_run=ex.dry_run)
@@ -288,7 +289,7 @@ def check_resumable(out: Path, settings: dict) -> None:
 
 
 def settings_of(args, placement: Placement) -> dict:
-    return {**configs.config_dict(args), "tasks": placement.tasks}
+    return {**recipe_parsing.config_dict(args), "tasks": placement.tasks}
 
 
 def run(out: Path, args, placement: Placement, stages: list[Stage]) -> None:

@@ -1,12 +1,12 @@
-"""Pretraining data: sources, staged token-share mixtures, packing, exact resumption, shards, the embedded corpus.
+"""Pretraining data: sources, staged token-share mixtures, packing, exact resumption, shards.
 
-The names the training code imports: `DataArguments` (config), `build_stream`, `PretrainStream`,
-`build_eval_blocks` (mixture), `corpus_path` (corpus). Heavy modules are imported on first use.
+The names the training code imports: `DataArguments` (stages), `build_stream`, `PretrainStream`,
+`build_eval_blocks` (mixture). Heavy modules are imported on first use.
 """
 
-from smollm2_recipes.data.config import DataArguments, SourceSpec, StageSpec
+from smollm2_recipes.data.stages import DataArguments, SourceSpec, StageSpec
 
-__all__ = ["DataArguments", "SourceSpec", "StageSpec", "build_stream", "build_eval_blocks", "PretrainStream", "corpus_path"]
+__all__ = ["DataArguments", "SourceSpec", "StageSpec", "build_stream", "build_eval_blocks", "PretrainStream"]
 
 
 def __getattr__(name):
@@ -14,8 +14,4 @@ def __getattr__(name):
         from smollm2_recipes.data import mixture
 
         return getattr(mixture, name)
-    if name == "corpus_path":
-        from smollm2_recipes.data.corpus import corpus_path
-
-        return corpus_path
     raise AttributeError(name)

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import replace
 
-from smollm2_recipes.data.config import data_args_from_recipe
+from smollm2_recipes.data.stages import data_args_from_recipe
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.runkit.parsing import ArgumentParser
 

@@ -33,7 +33,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from smollm2_recipes.data.config import DataArguments, StageSpec
+from smollm2_recipes.data.stages import DataArguments, StageSpec
 from smollm2_recipes.data.packing import SourcePacker, document_position_ids
 from smollm2_recipes.data.sources import open_source
 from smollm2_recipes.data.tape import SourceTape

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smollm2_recipes.data.config import SourceSpec, data_args_from_recipe
+from smollm2_recipes.data.stages import SourceSpec, data_args_from_recipe
 from smollm2_recipes.data.sources import MissingSplit, hub_load_options, is_local_source, local_document_reader, resolve_split
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.runkit.parsing import ArgumentParser
@@ -277,7 +277,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"--batch_size {args.batch_size} must be >= 1.")
     # Everything is validated before anything is written: the recipe, the executor, the tokenizer, the folder.
     data_args = data_args_from_recipe(args.recipe, tokenizer_name=args.tokenizer_name)
-    from smollm2_recipes.configs import load_recipe
+    from smollm2_recipes.recipe_parsing import load_recipe
 
     slurm, ray = settings_from_args(args, load_recipe(args.recipe).get("executor"))
     tasks = args.tasks if args.tasks is not None else (args.workers or 1)

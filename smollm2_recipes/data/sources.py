@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from smollm2_recipes import assets
-from smollm2_recipes.data.config import DATA_EXTENSIONS, SourceSpec
+from smollm2_recipes.data.stages import DATA_EXTENSIONS, SourceSpec
 from smollm2_recipes.errors import UserError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")

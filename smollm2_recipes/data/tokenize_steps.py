@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from smollm2_recipes.data.config import SourceSpec
+from smollm2_recipes.data.stages import SourceSpec
 from smollm2_recipes.data.sources import clean_text, local_document_reader
 from smollm2_recipes.runkit import write_json_atomic
 

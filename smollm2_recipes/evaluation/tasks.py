@@ -21,7 +21,7 @@ OFFLINE: dict[str, tuple[str, str]] = {
     "chat": ("mean_words", "answers to a handful of prompts, shown in the report"),
 }
 # modules written by other parts of the project; imported only when their task runs
-PROVIDERS = {"arith": "smollm2_recipes.evaluation.arith", "passkey": "smollm2_recipes.evaluation.passkey"}
+PROVIDERS = {"arith": "smollm2_recipes.offline.arith_accuracy", "passkey": "smollm2_recipes.evaluation.passkey"}
 
 
 @dataclass(frozen=True)

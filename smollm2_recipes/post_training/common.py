@@ -5,7 +5,6 @@ in the run kit's order: validate everything, then claim the output folder (lock)
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import shutil
 import sys
@@ -164,41 +163,24 @@ def eval_split_or_off(args, eval_ds) -> None:
 def run_stage(stage: str, config_types: list, validate, build_trainer, argv: list[str] | None) -> int:
     """The whole of `smollm2 sft` / `smollm2 dpo`: parse (numbers checked), `validate(args, model_args,
     data_args)` (the stage's checks, nothing written), claim the output folder (refusing a finished one or
-    one another run holds), then build the trainer, save the resolved config, train and save the model;
-    arithmetic accuracy before and after when asked."""
-    from smollm2_recipes import configs
+    one another run holds), then build the trainer, save the resolved config, train and save the model.
+    Argument groups after the first three may add a TrainerCallback (their `callback(stage, output_dir)`)."""
+    from smollm2_recipes import recipe_parsing
 
-    args, model_args, data_args = configs.parse(config_types, argv)
+    args, model_args, data_args, *extra = recipe_parsing.parse(config_types, argv)
     marker = refuse_finished_output(args.output_dir)
     validate(args, model_args, data_args)
     with claim_output_dir(args.output_dir, finished_marker=marker, resume=bool(args.resume_from_checkpoint)):
         trainer, tokenizer = build_trainer(args, model_args, data_args)
-        configs.save_resolved_config(args.output_dir, args, model_args, data_args)
-        if args.arith_eval_samples and args.arith_eval_before:
-            arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"before_{stage}", args.output_dir)
+        for group in extra:
+            callback = group.callback(stage, args.output_dir)
+            if callback is not None:
+                trainer.add_callback(callback)
+        recipe_parsing.save_resolved_config(args.output_dir, args, model_args, data_args, *extra)
         trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
         save_final(trainer, tokenizer, args.output_dir)
-        if args.arith_eval_samples:
-            arith_eval(trainer.model, tokenizer, args.arith_eval_samples, args.arith_eval_seed, f"after_{stage}", args.output_dir)
     print(f"{stage.upper()} model written to {args.output_dir}")
     return 0
-
-
-def arith_eval(model, tokenizer, n: int, seed: int, label: str, output_dir: str) -> float:
-    """Print and record exact-match accuracy on n held-out arithmetic problems."""
-    import time
-
-    from smollm2_recipes.evaluation.arith import evaluate_arith
-
-    start = time.time()
-    result = evaluate_arith(model, tokenizer, n=n, seed=seed, batch_size=50)
-    result["wall_s"] = round(time.time() - start, 1)
-    print(f"arith accuracy {label}: {result['accuracy']:.1%} ({result['correct']}/{result['n']}, {result['wall_s']}s)", flush=True)
-    path = Path(output_dir) / "arith_eval.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[label] = {k: v for k, v in result.items()}
-    write_json_atomic(path, data, indent=1)
-    return result["accuracy"]
 
 
 def inference_template(template: str | None) -> str | None:

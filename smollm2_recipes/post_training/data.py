@@ -121,18 +121,18 @@ def _load_local(path: str, src: Source):
 def _generated(src: Source, kind: str, policy=None):
     import datasets
 
-    from smollm2_recipes.data import arith
+    from smollm2_recipes.offline import arith_problems
 
     n = src.num_samples or (1000 if src.split == "train" else 100)  # an eval split stays small by default
     if src.name == "arith:sft":
         if src.split != "train":  # an eval split: held-out problems, never in the training rows
-            return datasets.Dataset.from_list([{"messages": p.messages()} for p in arith.heldout(n, src.seed)])
-        return datasets.Dataset.from_list(arith.sft_rows(n, src.seed))
+            return datasets.Dataset.from_list([{"messages": p.messages()} for p in arith_problems.heldout(n, src.seed)])
+        return datasets.Dataset.from_list(arith_problems.sft_rows(n, src.seed))
     if src.name == "arith:preferences":
-        return datasets.Dataset.from_list(arith.preference_rows(n, src.seed))
+        return datasets.Dataset.from_list(arith_problems.preference_rows(n, src.seed))
     if policy is None:
         raise UserError("arith:onpolicy pairs are sampled from the model being trained; use it as a DPO source.")
-    from smollm2_recipes.post_training.onpolicy import onpolicy_pairs
+    from smollm2_recipes.offline.onpolicy_pairs import onpolicy_pairs
 
     model, tokenizer, out_dir = policy
     return datasets.Dataset.from_list(onpolicy_pairs(model, tokenizer, n, seed=src.seed, out_dir=out_dir, **src.options))

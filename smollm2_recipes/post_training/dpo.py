@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from trl import DPOConfig, ModelConfig
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.offline.arith_accuracy import ArithEvalArguments
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
 from smollm2_recipes.runkit.fields import NoSavedSecrets, PostTrainingFields
@@ -78,5 +79,9 @@ def build_trainer(args, model_args, data_args):
     return trainer, tokenizer
 
 
+# What a dpo recipe parses into, in order (the arithmetic check is the offline recipes' TrainerCallback).
+CONFIG_TYPES = [SmolDPOConfig, ModelConfig, ChatDataArguments, ArithEvalArguments]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return common.run_stage("dpo", [SmolDPOConfig, ModelConfig, ChatDataArguments], validate, build_trainer, argv)
+    return common.run_stage("dpo", CONFIG_TYPES, validate, build_trainer, argv)

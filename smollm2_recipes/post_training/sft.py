@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from trl import ModelConfig, SFTConfig
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.offline.arith_accuracy import ArithEvalArguments
 from smollm2_recipes.package_data import find_chat_template
 from smollm2_recipes.post_training import common
 from smollm2_recipes.post_training.data import ChatDataArguments, load_mixture
@@ -89,5 +90,9 @@ def build_trainer(args, model_args, data_args):
     return trainer, tokenizer
 
 
+# What a sft recipe parses into, in order (the arithmetic check is the offline recipes' TrainerCallback).
+CONFIG_TYPES = [SmolSFTConfig, ModelConfig, ChatDataArguments, ArithEvalArguments]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return common.run_stage("sft", [SmolSFTConfig, ModelConfig, ChatDataArguments], validate, build_trainer, argv)
+    return common.run_stage("sft", CONFIG_TYPES, validate, build_trainer, argv)

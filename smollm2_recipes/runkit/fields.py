@@ -40,7 +40,3 @@ class PostTrainingFields:
 
     global_batch_size: int | None = field(default=None, metadata={"help": "keep this global batch whatever the process "
                                           "count (gradient_accumulation_steps is derived; a contradicting one is refused)"})
-    arith_eval_samples: int = field(default=0, metadata={"help": "if > 0, print exact-match accuracy on this many held-out "
-                                    "arithmetic problems before and after training"})
-    arith_eval_seed: int = field(default=0, metadata={"help": "seed of the held-out arithmetic problems"})
-    arith_eval_before: bool = field(default=True, metadata={"help": "also evaluate the starting model (with arith_eval_samples)"})

@@ -3,7 +3,7 @@
 Several responses per prompt (`num_generations` from each of the `generators`, one or more LLMs), then
 one of two ways to rank them:
 - a verifier, where the task is checkable: `arith` (the exact answer of a generated arithmetic problem,
-  `smollm2_recipes.data.arith.check_answer`) or `constraints` (the IFEval-style checker); chosen = a
+  `smollm2_recipes.offline.arith_problems.check_answer`) or `constraints` (the IFEval-style checker); chosen = a
   response that passes, rejected = one that fails;
 - an LLM judge with UltraFeedback's rubric (distilabel's `UltraFeedback` task, aspect overall-rating);
   chosen = highest rating, rejected = lowest.
@@ -60,10 +60,10 @@ def build_prompts(args: PreferenceArgs) -> list[dict]:
     """Rows with `instruction` (the user prompt) and what the verifier needs (`answer` / `constraints`)."""
     rng = random.Random(args.seed)
     if args.source == "arith":
-        from smollm2_recipes.data import arith
+        from smollm2_recipes.offline import arith_problems
 
         suffix = " Think step by step and end with 'The answer is N.'" if args.arith_answer_format else ""
-        return [{"instruction": p.question + suffix, "answer": p.answer} for p in arith.train_problems(args.num_rows, args.seed)]
+        return [{"instruction": p.question + suffix, "answer": p.answer} for p in arith_problems.train_problems(args.num_rows, args.seed)]
     rows = runner.read_rows(args.input or "recipes/synth/seeds/instructions.jsonl", args.prompt_column, limit=args.num_rows)
     if args.source == "constraints":
         out = []
@@ -114,9 +114,9 @@ def _flatten(rows: list[dict]) -> list[dict]:
 def _scores(row: dict, verifier: str) -> list[float | None]:
     gens = row["generations"]
     if verifier == "arith":
-        from smollm2_recipes.data import arith
+        from smollm2_recipes.offline import arith_problems
 
-        return [None if not g else float(arith.check_answer(g, int(row["answer"]))) for g in gens]
+        return [None if not g else float(arith_problems.check_answer(g, int(row["answer"]))) for g in gens]
     if verifier == "constraints":
         cons = json.loads(row["constraints"])
         return [None if not g else float(all(ifeval.check_all(g, cons))) for g in gens]

@@ -169,10 +169,10 @@ def save_outputs(args: SynthArgs, rows: list[dict], summary: dict, name: str = "
 
 
 def parse_args(types: list[type], argv: list[str]):
-    from smollm2_recipes import configs
+    from smollm2_recipes import recipe_parsing
 
-    parsed = configs.parse(types, argv)
+    parsed = recipe_parsing.parse(types, argv)
     args = parsed[0]
     check_common(args)
-    configs.save_resolved_config(args.output_dir, *parsed)
+    recipe_parsing.save_resolved_config(args.output_dir, *parsed)
     return parsed

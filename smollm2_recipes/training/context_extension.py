@@ -49,6 +49,9 @@ def resolve_start_checkpoint(run_dir: str, tokens_before_end: int) -> tuple[str,
 
     run = Path(run_dir)
     plan_file = run / "plan.json"
+    if not run.exists():
+        raise UserError(f"pretraining output '{run_dir}' does not exist yet: run `smollm2 pretrain` (make pretrain) first, "
+                        "or point `model:` at an existing run.")
     if not plan_file.is_file():
         raise UserError(f"start_tokens_before_end needs `model:` to be a smollm2 pretrain output folder with plan.json; "
                         f"'{run_dir}' has none (a model folder or Hub id: drop start_tokens_before_end).")
@@ -75,8 +78,6 @@ def resolve_start_checkpoint(run_dir: str, tokens_before_end: int) -> tuple[str,
 
 def read_model_config(model: str) -> dict:
     """config.json of a local folder, an `embedded:` model or a Hub model (one small download; offline, a clear error)."""
-    from smollm2_recipes import assets
-
     from smollm2_recipes.runkit.loading import check_model_source
 
     local = check_model_source(model, made_by="pretrain")  # a missing pretraining output: run that stage first
@@ -145,9 +146,9 @@ def run_passkey(model_dir: str, passkey_args: PasskeyArguments, output_dir: str)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.data.config import DataArguments
-    from smollm2_recipes.training.config import ModelArguments, PretrainConfig
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.data.stages import DataArguments
+    from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig
     from smollm2_recipes.training.pretrain import run_pretrain
 
     config, model_args, data_args, passkey_args, start_args = parse(

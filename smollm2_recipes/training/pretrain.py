@@ -20,15 +20,15 @@ from smollm2_recipes.runkit import claim_output_dir, write_atomic, write_json_at
 from smollm2_recipes.runkit.loading import check_model_source
 from smollm2_recipes.runkit.lock import check_output_dir
 from smollm2_recipes.training import checkpoints as ckpt
-from smollm2_recipes.training.config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
+from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
 
 RUN_SUMMARY = ckpt.RUN_COMPLETE
 SKIP_FILE = "skip_blocks.json"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from smollm2_recipes.configs import parse
-    from smollm2_recipes.data.config import DataArguments
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.data.stages import DataArguments
 
     config, model_args, data_args = parse([PretrainConfig, ModelArguments, DataArguments], argv)
     run_pretrain(config, model_args, data_args)
@@ -257,7 +257,7 @@ def build_run(plan: RunPlan, config: PretrainConfig, model_args: ModelArguments,
 
 def write_run_record(plan: RunPlan, parts: RunParts, model_args, data_args) -> None:
     """The run's record, written once the folder is claimed: resolved config (with the planned values) and plan."""
-    from smollm2_recipes.configs import save_resolved_config
+    from smollm2_recipes.recipe_parsing import save_resolved_config
 
     out = Path(parts.args.output_dir)
     ckpt.clean_partial(out)

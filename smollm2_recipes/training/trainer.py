@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback
 
-from smollm2_recipes.configs import save_resolved_config
+from smollm2_recipes.recipe_parsing import save_resolved_config
 from smollm2_recipes.runkit import write_json_atomic
 from smollm2_recipes.training import checkpoints as ckpt
 from smollm2_recipes.training.stream import TokenLedger, TrackedStream, collate_blocks

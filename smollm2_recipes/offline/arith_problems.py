@@ -146,7 +146,7 @@ def corrupt_solution(problem: Problem, rng: random.Random) -> str:
 def preference_rows(n: int, seed: int = 0) -> list[dict]:
     """Offline preference pairs (prompt / chosen / rejected, conversational): chosen is the verified
     solution, rejected a solution with an arithmetic slip. On-policy pairs (the model's own samples,
-    judged by `check_answer`) are built by smollm2_recipes.post_training.onpolicy."""
+    judged by `check_answer`) are built by smollm2_recipes.offline.onpolicy_pairs."""
     rng = random.Random(f"arith-pairs-{seed}")
     rows = []
     for p in train_problems(n, seed + 1_000_003):

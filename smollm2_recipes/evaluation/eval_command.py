@@ -20,7 +20,7 @@ EPILOG = "tasks (name[|shots[|metric]]):\n"
 def parse_args(argv: list[str]):
     """argv -> EvalConfig, through the project's recipe parser: a leading .yaml is a recipe, any other
     leading word is MODEL."""
-    from smollm2_recipes.configs import parse
+    from smollm2_recipes.recipe_parsing import parse
     from smollm2_recipes.evaluation.runner import EvalConfig
     from smollm2_recipes.evaluation.tasks import describe
 

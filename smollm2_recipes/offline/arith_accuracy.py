@@ -1,12 +1,23 @@
-"""Exact-match accuracy on held-out arithmetic word problems (smollm2_recipes.data.arith).
+"""Exact-match accuracy on held-out arithmetic word problems (smollm2_recipes.offline.arith_problems).
 
 Batched greedy generation in fp32: on this CPU bf16 generation is slower and changes outputs, and
-evaluation must be comparable across runs."""
+evaluation must be comparable across runs.
+
+`ArithEvalArguments` are the recipe keys that turn it on during SFT/DPO (`arith_eval_samples: 200`); their
+`callback()` is a transformers `TrainerCallback` that measures the starting and the trained model."""
 
 from __future__ import annotations
 
-from smollm2_recipes.data import arith
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import TrainerCallback
+
 from smollm2_recipes.evaluation.generation import eval_mode as _eval_mode
+from smollm2_recipes.offline import arith_problems
+from smollm2_recipes.runkit.files import write_json_atomic
 
 
 def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 32, max_new_tokens: int = 96,
@@ -49,10 +60,10 @@ def evaluate_arith(model, tokenizer, n: int = 200, seed: int = 0, batch_size: in
     import torch
 
     torch.manual_seed(seed)
-    problems = arith.heldout(n, seed)
+    problems = arith_problems.heldout(n, seed)
     prompts = [[{"role": "user", "content": p.question}] for p in problems]
     outputs = generate(model, tokenizer, prompts, batch_size, max_new_tokens, progress="arith eval" if progress else None)
-    correct = [arith.check_answer(o[0], p.answer) for o, p in zip(outputs, problems)]
+    correct = [arith_problems.check_answer(o[0], p.answer) for o, p in zip(outputs, problems)]
     return {
         "accuracy": sum(correct) / len(problems),
         "correct": sum(correct),
@@ -62,3 +73,43 @@ def evaluate_arith(model, tokenizer, n: int = 200, seed: int = 0, batch_size: in
         "samples": [{"question": p.question, "output": o[0], "answer": p.answer, "correct": c}
                     for p, o, c in list(zip(problems, outputs, correct))[:5]],
     }
+
+
+@dataclass
+class ArithEvalArguments:
+    """Recipe keys of the arithmetic check (parsed next to the TRL config, not part of it)."""
+
+    arith_eval_samples: int = field(default=0, metadata={"help": "if > 0, print exact-match accuracy on this many held-out "
+                                    "arithmetic problems before and after training"})
+    arith_eval_seed: int = field(default=0, metadata={"help": "seed of the held-out arithmetic problems"})
+    arith_eval_before: bool = field(default=True, metadata={"help": "also evaluate the starting model (with arith_eval_samples)"})
+
+    def callback(self, stage: str, output_dir: str) -> TrainerCallback | None:
+        return ArithAccuracyCallback(self, stage, output_dir) if self.arith_eval_samples else None
+
+
+class ArithAccuracyCallback(TrainerCallback):
+    """Accuracy of the starting model (`before_<stage>`, at the start of a fresh run) and of the trained one
+    (`after_<stage>`, at the end), printed and kept in `output_dir/arith_eval.json`; on the main process only."""
+
+    def __init__(self, args: ArithEvalArguments, stage: str, output_dir: str):
+        self.args, self.stage, self.output_dir = args, stage, output_dir
+
+    def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if self.args.arith_eval_before and state.global_step == 0 and state.is_world_process_zero:
+            self.measure(model, processing_class, f"before_{self.stage}")
+
+    def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
+        if state.is_world_process_zero:
+            self.measure(model, processing_class, f"after_{self.stage}")
+
+    def measure(self, model, tokenizer, label: str) -> float:
+        start = time.time()
+        result = evaluate_arith(model, tokenizer, n=self.args.arith_eval_samples, seed=self.args.arith_eval_seed, batch_size=50)
+        result["wall_s"] = round(time.time() - start, 1)
+        print(f"arith accuracy {label}: {result['accuracy']:.1%} ({result['correct']}/{result['n']}, {result['wall_s']}s)", flush=True)
+        path = Path(self.output_dir) / "arith_eval.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[label] = result
+        write_json_atomic(path, data, indent=1)
+        return result["accuracy"]

@@ -1,5 +1,5 @@
 """On-policy preference pairs for the arithmetic task: the model being trained answers each problem a
-few times (sampling), the verifier (`arith.check_answer`) sorts the answers, and a correct and a wrong
+few times (sampling), the verifier (`arith_problems.check_answer`) sorts the answers, and a correct and a wrong
 one become chosen / rejected. Pairs come from the model's own distribution, so DPO pushes on the
 mistakes it actually makes instead of on synthetic ones it would never produce."""
 
@@ -9,7 +9,7 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from smollm2_recipes.data import arith
+from smollm2_recipes.offline import arith_problems
 
 
 def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None = None, samples_per_prompt: int = 4,
@@ -19,18 +19,18 @@ def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None 
     solves pairs the reference solution (chosen) with a sampled mistake when `reference_fallback`."""
     import torch
 
-    from smollm2_recipes.evaluation.arith import generate
+    from smollm2_recipes.offline.arith_accuracy import generate
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    problems = arith.train_problems(n, seed + 7_919)
+    problems = arith_problems.train_problems(n, seed + 7_919)
     prompts = [[{"role": "user", "content": p.question}] for p in problems]
     samples = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=True,
                        temperature=temperature, num_return_sequences=samples_per_prompt, progress="on-policy samples")
     rows, stats = [], Counter()
     for problem, outs in zip(problems, samples):
-        good = [o for o in outs if arith.check_answer(o, problem.answer)]
-        bad = [o for o in outs if o and not arith.check_answer(o, problem.answer)]
+        good = [o for o in outs if arith_problems.check_answer(o, problem.answer)]
+        bad = [o for o in outs if o and not arith_problems.check_answer(o, problem.answer)]
         stats["samples_correct"] += len(good)
         stats["samples"] += len(outs)
         if not bad:
@@ -51,5 +51,5 @@ def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None 
     print(f"on-policy pairs: {len(rows)} from {n} problems; sample accuracy "
           f"{stats['samples_correct'] / max(1, stats['samples']):.1%}; {dict(stats)}", flush=True)
     if out_dir:
-        arith.write_jsonl(rows, Path(out_dir) / "onpolicy_pairs.jsonl")
+        arith_problems.write_jsonl(rows, Path(out_dir) / "onpolicy_pairs.jsonl")
     return rows

@@ -10,7 +10,7 @@ document id, so a document never moves between splits).
 - `long`: documents of >= 8192 tokens with the real SmolLM2 tokenizer: large source files and
           "books" of consecutive reference pages (the long-document stand-in for context extension).
 
-Each corpus is a cache folder (`assets.cached`: built in a temp folder, verified, renamed atomically)
+Each corpus is a cache folder (`offline.cache.cached`: built in a temp folder, verified, renamed atomically)
 holding `train.parquet` and `test.parquet` with columns `id` and `text`. `smollm2 corpus build` builds
 them; `embedded:corpus/NAME` in a recipe resolves here.
 """
@@ -26,8 +26,9 @@ import sysconfig
 from fractions import Fraction
 from pathlib import Path
 
-from smollm2_recipes import assets
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.offline import cache
+from smollm2_recipes.offline.embedded import BASE_TOKENIZER, materialise
 from smollm2_recipes.runkit.parsing import ArgumentParser
 
 VERSION = 2
@@ -46,7 +47,7 @@ def corpus_path(name: str) -> Path:
     """The folder of embedded corpus `name` (built on first use)."""
     if name not in BUILDERS:
         raise UserError(f"Unknown embedded corpus '{name}'. Valid: {', '.join('embedded:corpus/' + n for n in NAMES)}.")
-    return assets.cached(cache_name(name), lambda out: _write(out, BUILDERS[name]()))
+    return cache.cached(cache_name(name), lambda out: _write(out, BUILDERS[name]()))
 
 
 def is_held_out(doc_id: str) -> bool:
@@ -303,7 +304,7 @@ def build_math() -> list[tuple[str, str]]:
 def build_long() -> list[tuple[str, str]]:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(assets.resolve(assets.PREFIX + assets.BASE_TOKENIZER))
+    tokenizer = AutoTokenizer.from_pretrained(materialise(BASE_TOKENIZER))
     backend = tokenizer._tokenizer
 
     def n_tokens(texts):
@@ -348,7 +349,7 @@ def main(argv: list[str]) -> int:
         print(json.dumps(summary))
     else:
         for name, s in summary.items():
-            where = "built now" if cache_name(name) in assets.BUILT_THIS_PROCESS else "cached"
+            where = "built now" if cache_name(name) in cache.BUILT_THIS_PROCESS else "cached"
             print(f"embedded:corpus/{name:<5} train {s['train']['documents']:>6} docs {s['train']['characters']:>11,} chars | "
                   f"test {s['test']['documents']:>5} docs | {s['path']}  ({where})")
     return 0

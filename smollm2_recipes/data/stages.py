@@ -215,7 +215,7 @@ class DataArguments:
 
 def data_args_from_recipe(path, **overrides) -> DataArguments:
     """DataArguments from a recipe's data keys alone (inspect/tokenize ignore the training keys)."""
-    from smollm2_recipes.configs import load_recipe
+    from smollm2_recipes.recipe_parsing import load_recipe
 
     recipe = load_recipe(path)
     valid = {f.name for f in dataclasses.fields(DataArguments)}
