@@ -10,7 +10,7 @@ from smollm2_recipes import cli
 from smollm2_recipes import recipe_parsing
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.post_training import common
-from smollm2_recipes.post_training.data import ChatDataArguments, parse_mixture
+from smollm2_recipes.post_training.data import parse_mixture
 
 ROOT = Path(__file__).parent.parent
 ASSETS = Path(__file__).parent / "assets"
