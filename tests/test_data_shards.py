@@ -25,8 +25,8 @@ SEQ = 128
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def recipe(tmp_path):
+def write_recipe(tmp_path: Path) -> Path:
+    """Two sources (prose with a held-out split and an empty document; math) in two stages, as JSON."""
     folder = tmp_path / "prose"
     write_jsonl(folder / "train.jsonl", prose(1, 150) + [""])  # one empty document: kept, skipped, counted
     write_jsonl(folder / "test.jsonl", prose(2, 10))
@@ -39,6 +39,11 @@ def recipe(tmp_path):
             {"name": "two", "tokens": SEQ * 20, "sources": [source("prose", str(folder), 0.5), source("math", math, 0.5)]},
         ]}))
     return path
+
+
+@pytest.fixture()
+def recipe(tmp_path):
+    return write_recipe(tmp_path)
 
 
 def data_args(recipe, **kw):
