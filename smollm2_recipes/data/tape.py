@@ -63,8 +63,8 @@ class CyclePrefix:
         """The epoch position p with before(start, p) <= r < before(start, p + 1), for 0 <= r < total."""
         target = int(self.prefix[start]) + r
         if target < self.total:
-            return int(np.searchsorted(self.prefix, target, side="right")) - 1 - start
-        return int(np.searchsorted(self.prefix, target - self.total, side="right")) - 1 + self.n - start
+            return int(self.prefix.searchsorted(target, side="right")) - 1 - start
+        return int(self.prefix.searchsorted(target - self.total, side="right")) - 1 + self.n - start
 
 
 class SourceTape:
@@ -159,14 +159,26 @@ class SourceTape:
             pieces.append(self.split.piece(doc, length - carry + u, length - carry + u + take))
             need -= take
             u += take
-        absolute = seg.base + u - carry
-        while need:
+        if need:
+            absolute = seg.base + u - carry
             epoch, j, offset = self._locate(seg, absolute)
-            doc = self.doc(epoch, j)
-            take = min(need, int(self.lengths[doc]) - offset)
-            pieces.append(self.split.piece(doc, offset, offset + take))
-            need -= take
-            absolute += take
+            start, kept = self.start(epoch), self.kept(seg.min_tokens)
+            doc = int(self.cycle[(start + j) % self.n])
+            while True:
+                take = min(need, int(self.lengths[doc]) - offset)
+                pieces.append(self.split.piece(doc, offset, offset + take))
+                need -= take
+                if not need:
+                    break
+                absolute, j, offset = absolute + take, j + 1, 0  # the next document of the order...
+                if j == self.n:
+                    epoch, j = epoch + 1, 0
+                    start = self.start(epoch)
+                doc = int(self.cycle[(start + j) % self.n])
+                if not kept[doc]:  # ...or, past filtered-out ones, the next kept token found directly
+                    epoch, j, offset = self._locate(seg, absolute)
+                    start = self.start(epoch)
+                    doc = int(self.cycle[(start + j) % self.n])
         out = np.empty(self.seq_len, dtype=np.int64)
         np.concatenate(pieces, out=out)
         return out
