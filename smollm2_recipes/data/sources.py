@@ -8,8 +8,9 @@
 
 Every source yields `(tokens, state)` pairs: `state` is a small JSON-able dict that, given back to
 `iter_documents(state)`, continues right after that document. A source that runs out starts a new
-epoch, reshuffled with (mixture_seed, source name, epoch). Documents that cannot be used as they are
-(invalid UTF-8 bytes, empty after tokenisation) are repaired or skipped and COUNTED in `counters`.
+epoch (random-access sources: their seeded order from a new seeded start, `document_order`). Documents
+that cannot be used as they are (invalid UTF-8 bytes, empty after tokenisation) are repaired or skipped
+and COUNTED in `counters`.
 """
 
 from __future__ import annotations
