@@ -25,8 +25,8 @@ SEQ = 128
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture()
-def recipe(tmp_path):
+def write_recipe(tmp_path: Path) -> Path:
+    """Two sources (prose with a held-out split and an empty document; math) in two stages, as JSON."""
     folder = tmp_path / "prose"
     write_jsonl(folder / "train.jsonl", prose(1, 150) + [""])  # one empty document: kept, skipped, counted
     write_jsonl(folder / "test.jsonl", prose(2, 10))
@@ -39,6 +39,11 @@ def recipe(tmp_path):
             {"name": "two", "tokens": SEQ * 20, "sources": [source("prose", str(folder), 0.5), source("math", math, 0.5)]},
         ]}))
     return path
+
+
+@pytest.fixture()
+def recipe(tmp_path):
+    return write_recipe(tmp_path)
 
 
 def data_args(recipe, **kw):
@@ -111,12 +116,14 @@ def test_killed_tokenize_reruns_only_unfinished_tasks_to_identical_shards(recipe
 
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "smollm2_recipes", "data", "tokenize", str(recipe), "--output_dir", str(out), "--tasks", "12", "--workers", "1"]
-    proc = subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its own process group: the kill takes datatrove's helper processes too (a multiprocess.Manager server
+    # outlives a SIGKILL of its parent alone), as a scheduler killing a job's cgroup would
+    proc = subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     completions = out / "logs" / "tokenize" / "completions"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and len(list(completions.glob("*"))) < 2:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)  # mid-run: some tasks done, one half-written, the rest not started
+    os.killpg(proc.pid, signal.SIGKILL)  # mid-run: some tasks done, one half-written, the rest not started
     proc.wait()
     done = {p.name: p.stat().st_mtime_ns for p in completions.glob("*")}
     assert 2 <= len(done) < 12 and not (out / MANIFEST).exists()

@@ -6,7 +6,8 @@ BlendableDataset uses (each block from the source furthest behind its token shar
 `weight * blocks_so_far - taken`), of the stage's length up to `MAX_PERIOD` blocks and repeated beyond
 it, so every source's share stays within one block of its weight (within one block per period for
 stages longer than a period), and block b's source and its index in that source are found in O(1).
-Randomness lives in the seeded per-source document order, reshuffled each epoch.
+Randomness lives in the seeded per-source document order: one seeded permutation of a source's documents,
+which every epoch reads from its own seeded starting point (`data.sources.document_order`).
 
 Data parallel: global block i goes to rank i % world_size (and, inside a rank, DataLoader worker
 k % num_workers of that rank's k-th block, which the DataLoader's round-robin puts back in order).

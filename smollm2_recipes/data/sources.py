@@ -8,12 +8,14 @@
 
 Every source yields `(tokens, state)` pairs: `state` is a small JSON-able dict that, given back to
 `iter_documents(state)`, continues right after that document. A source that runs out starts a new
-epoch, reshuffled with (mixture_seed, source name, epoch). Documents that cannot be used as they are
-(invalid UTF-8 bytes, empty after tokenisation) are repaired or skipped and COUNTED in `counters`.
+epoch (random-access sources: their seeded order from a new seeded start, `document_order`). Documents
+that cannot be used as they are (invalid UTF-8 bytes, empty after tokenisation) are repaired or skipped
+and COUNTED in `counters`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -291,7 +293,7 @@ class MapSource(DocumentSource):
             raise UserError(f"source '{self.name}' ({spec.path}) is empty: it has 0 documents.")
 
     def permutation(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng(_seed(self.seed, self.name, epoch)).permutation(len(self.reader))
+        return document_order(self.seed, self.name, epoch, len(self.reader))
 
     def epochs(self, state):
         return state.get("epoch", 0) + state.get("pos", 0) / len(self.reader)
@@ -436,6 +438,22 @@ def hub_load_options(spec: SourceSpec, split: str) -> dict:
     return options
 
 
+def document_cycle(seed: int, name: str, n: int) -> np.ndarray:
+    """One seeded permutation of a random-access source's `n` documents, computed once: every epoch reads it
+    from its own starting point (`epoch_start`), so a position in any epoch is O(1) to find, with no
+    per-epoch array (what lets a rank of a large world jump between the epochs of a small source)."""
+    return np.random.default_rng(_seed(seed, name, 0)).permutation(n)
+
+
+def epoch_start(seed: int, name: str, epoch: int, n: int) -> int:
+    """Where `epoch` starts in the cycle: 0 for the first epoch, else a seeded position other than 0."""
+    if epoch == 0 or n < 2:
+        return 0
+    digest = hashlib.blake2b(f"{seed}/{name}/{epoch}".encode(), digest_size=8).digest()
+    return 1 + int.from_bytes(digest, "little") % (n - 1)
+
+
 def document_order(seed: int, name: str, epoch: int, n: int) -> np.ndarray:
-    """The seeded order of a random-access source's `n` documents in `epoch` (as `MapSource` reads them)."""
-    return np.random.default_rng(_seed(seed, name, epoch)).permutation(n)
+    """The order of a random-access source's `n` documents in `epoch` (as `MapSource` reads them): the cycle
+    rotated to the epoch's start. Each epoch takes every document exactly once."""
+    return np.roll(document_cycle(seed, name, n), -epoch_start(seed, name, epoch, n))
