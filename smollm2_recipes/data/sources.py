@@ -1,9 +1,10 @@
 """Sources of documents, each turned into an endless, seeded stream of TOKENISED documents.
 
-- Hub ids go through `datasets.load_dataset(path, name=config, split=..., streaming=...)` (the default
-  code path of the full-size recipes); `path: json|parquet|text` + `data_files` works the same way.
-- Local files (jsonl, json, parquet, txt) and folders of them, `save_to_disk` folders, and
-  `embedded:corpus/NAME` are read directly (random access).
+- Hub ids, `save_to_disk` folders and streamed local files go through the one loader of every stage,
+  `data.source_spec.load_source` (`datasets.load_dataset`; the default code path of the full-size recipes).
+- Local jsonl/json/parquet/txt files and folders of them, and `embedded:corpus/NAME`, are read here by
+  index, byte for byte: a document with invalid UTF-8 is repaired and counted, where datasets' json
+  builder (datasets 5.2) stops the whole run with a UnicodeDecodeError.
 - Pre-tokenised shards (`smollm2 data tokenize`, datatrove's format) are read by `data.shards`, not here.
 
 Every source yields `(tokens, state)` pairs: `state` is a small JSON-able dict that, given back to
@@ -14,9 +15,9 @@ epoch, reshuffled with (mixture_seed, source name, epoch). Documents that cannot
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,22 +25,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from smollm2_recipes import assets
-from smollm2_recipes.data.config import DATA_EXTENSIONS, SourceSpec
+from smollm2_recipes.data.source_spec import DATA_EXTENSIONS, MissingSplit, SourceSpec, builder_for, is_saved_dataset, load_source
 from smollm2_recipes.errors import UserError
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text"}
-
-
-class MissingSplit(UserError):
-    """The source has no documents for the requested split (a held-out split may legitimately be absent)."""
-
-
-def is_hub_id(spec: SourceSpec) -> bool:
-    path = spec.path
-    if assets.is_embedded(path) or Path(os.path.expanduser(path)).exists():
-        return False
-    return bool(HUB_ID.match(path)) and not path.endswith(DATA_EXTENSIONS)
+__all__ = ["MissingSplit", "open_source", "is_local_source", "local_document_reader", "hub_load_options", "document_order",
+           "resolve_split", "clean_text", "token_dtype", "DocumentSource", "MapSource", "StreamSource", "Tokenize"]
 
 
 def _seed(*parts) -> list[int]:
@@ -145,15 +135,8 @@ def _split_files(spec: SourceSpec, folder: Path, split: str) -> list[Path]:
 
 
 def _local_reader(spec: SourceSpec, path: Path, split: str):
-    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        import datasets
-
-        ds = datasets.load_from_disk(str(path))
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise MissingSplit(f"source '{spec.name}': {path} has no split '{split}'; splits: {', '.join(ds)}.")
-            ds = ds[split]
-        return _dataset_reader(spec, ds)
+    if is_saved_dataset(path):
+        return _dataset_reader(spec, load_source(dataclasses.replace(spec, path=str(path)), split))
     files = [path] if path.is_file() else _split_files(spec, path, split)
     if path.is_file() and split != "train" and split != spec.split:
         files = []
@@ -188,29 +171,6 @@ def _dataset_reader(spec: SourceSpec, ds):
     if ds._indices is not None:
         ds = ds.flatten_indices()
     return ArrowReader(ds.data.column(0))
-
-
-def _load_hub(spec: SourceSpec, split: str, streaming: bool):
-    """The real Hub code path: datasets.load_dataset, streaming or not."""
-    import datasets
-
-    kwargs = dict(name=spec.config, split=split, streaming=streaming)
-    if spec.data_files is not None:
-        kwargs["data_files"] = spec.data_files
-    if spec.revision is not None:
-        kwargs["revision"] = spec.revision
-    if spec.data_dir is not None:
-        kwargs["data_dir"] = spec.data_dir
-    try:
-        return datasets.load_dataset(spec.path, **kwargs)
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
-        what = f"'{spec.path}'" + (f" config '{spec.config}'" if spec.config else "") + f" split '{split}'"
-        raise UserError(f"source '{spec.name}': cannot load dataset {what}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    except Exception as err:  # datasets raises its own types (DatasetNotFoundError, ...) for unknown ids
-        if type(err).__module__.startswith(("datasets", "huggingface_hub", "requests", "httpx")):
-            raise UserError(f"source '{spec.name}': cannot load dataset '{spec.path}' split '{split}': {type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
-        raise
 
 
 def resolve_split(spec: SourceSpec, kind: str) -> str:
@@ -395,17 +355,16 @@ def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train
     local = Path(os.path.expanduser(spec.path))
     if local.exists():
         if spec.is_streaming:
-            builder = BUILDERS.get(local.suffix) if local.is_file() else None
-            if builder is None:
+            if not local.is_file() or builder_for(local) is None:
                 raise UserError(f"source '{spec.name}': streaming a local path needs a .jsonl/.json/.parquet/.txt file, got {local}.")
             files = str(local) if split == spec.split else spec.eval_split
-            ds = _load_hub(SourceSpec(name=spec.name, path=builder, data_files={split: files}, text_column=spec.text_column), split, True)
+            ds = load_source(dataclasses.replace(spec, path=files), streaming=True)
             return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
         return MapSource(spec, seed, counters, _local_reader(spec, local, split), Tokenize(tokenizer), batch_size, char_budget)
     if not spec.is_hub:
         raise UserError(f"source '{spec.name}': path '{spec.path}' does not exist and is not a Hub dataset id "
                         "(valid: owner/name, a local .jsonl/.json/.parquet/.txt file or folder, or embedded:corpus/NAME).")
-    ds = _load_hub(spec, split, spec.is_streaming)
+    ds = load_source(spec, split, streaming=spec.is_streaming)
     if spec.is_streaming:
         return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
     return MapSource(spec, seed, counters, _dataset_reader(spec, ds), Tokenize(tokenizer), batch_size, char_budget)
@@ -429,11 +388,7 @@ def local_document_reader(spec: SourceSpec, split: str):
 
 def hub_load_options(spec: SourceSpec, split: str) -> dict:
     """`datasets.load_dataset` keyword arguments for a Hub source's split (as `open_source` passes them)."""
-    options = {"name": spec.config, "split": split}
-    for key in ("data_files", "revision", "data_dir"):
-        if getattr(spec, key) is not None:
-            options[key] = getattr(spec, key)
-    return options
+    return spec.load_options(split)
 
 
 def document_order(seed: int, name: str, epoch: int, n: int) -> np.ndarray:
