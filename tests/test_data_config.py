@@ -85,7 +85,7 @@ def test_unknown_source_is_named(tmp_path):
 
 def test_missing_text_column_names_source_column_and_columns(tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", prose(1, 5), column="content")
-    with pytest.raises(UserError, match="source 'c': record 1 of .* has no text column 'text' \\(it has: \\['content'\\]\\)"):
+    with pytest.raises(UserError, match="source 'c': dataset .*c.jsonl has no text column 'text' \\(columns: content\\)"):
         first_blocks(one_stage(source("c", path, 1)))
     _, out = first_blocks(one_stage(source("c", path, 1, text_column="content")), n=1)
     assert len(out[0]) == SEQ

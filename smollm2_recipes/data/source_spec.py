@@ -177,6 +177,66 @@ def select_columns(spec: SourceSpec, ds):
     return ds
 
 
+def _utf8_file(path: Path, counters: dict | None) -> Path:
+    """`path` itself if it is valid UTF-8; otherwise a repaired copy in the cache (each bad byte becomes
+    U+FFFD) with the repaired documents counted as `invalid_utf8`: datasets' json builder stops at the
+    first bad byte whatever its `encoding_errors`, and one bad byte must not stop a pretraining run."""
+    import hashlib
+
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+        return path
+    except UnicodeDecodeError:
+        pass
+    if path.suffix == ".jsonl":  # one document per line
+        lines = raw.split(b"\n")
+        bad = 0
+        for i, line in enumerate(lines):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                bad += 1
+                lines[i] = line.decode("utf-8", "replace").encode("utf-8")
+        repaired = b"\n".join(lines)
+    else:  # .json / .txt: the file is the unit
+        bad, repaired = 1, raw.decode("utf-8", "replace").encode("utf-8")
+    if counters is not None:
+        counters["invalid_utf8"] = counters.get("invalid_utf8", 0) + bad
+    out = assets.cache_dir() / "utf8-repaired" / f"{hashlib.sha256(raw).hexdigest()[:24]}{path.suffix}"
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(repaired)
+        os.replace(tmp, out)
+    return out
+
+
+def load_files(spec: SourceSpec, files: list[Path], counters: dict | None = None):
+    """Local data files of one source, in order, as one `datasets.Dataset` through datasets' packaged
+    builders (json / parquet / csv / text, a .txt file being one document). Empty files hold no rows;
+    files with bytes that are not UTF-8 are read from a repaired copy (counted in `counters`)."""
+    import itertools
+
+    import datasets
+
+    parts = []
+    for builder, group in itertools.groupby([f for f in files if f.stat().st_size > 0], key=builder_for):
+        group = list(group)
+        if builder is None:
+            raise UserError(f"source '{spec.name}': {group[0]} has an unsupported type; use .jsonl, .json, .parquet, .csv or .txt.")
+        if builder in ("json", "text") and not any(f.suffix == ".gz" for f in group):
+            group = [_utf8_file(f, counters) for f in group]
+        extra = {"sample_by": "document"} if builder == "text" else {}
+        where = str(group[0]) + (f" (+{len(group) - 1} files)" if len(group) > 1 else "")
+        parts.append(_load(spec, where, builder, data_files=[str(f) for f in group], split="train", **extra))
+    if not parts:
+        return datasets.Dataset.from_dict({spec.text_column: []})
+    if len(parts) > 1 and len({tuple(p.column_names) for p in parts}) > 1 and all(spec.text_column in p.column_names for p in parts):
+        parts = [p.select_columns([spec.text_column]) for p in parts]  # e.g. jsonl with metadata next to parquet without
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
 def load_source(spec: SourceSpec, split: str | None = None, streaming: bool = False):
     """The source's `split` (default: its own) as a `datasets.Dataset`, or an `IterableDataset` with
     `streaming=True`, with its `columns` applied. Every mistake is one `UserError` naming the source."""
@@ -205,6 +265,8 @@ def load_source(spec: SourceSpec, split: str | None = None, streaming: bool = Fa
     if builder is None:
         raise UserError(f"source '{spec.name}': {path} has an unsupported type; use .jsonl, .json, .parquet, .csv or .txt "
                         "(or a save_to_disk folder).")
+    if not streaming:
+        return select_columns(spec, load_files(spec, [path]))
     extra = {"sample_by": "document"} if builder == "text" else {}
-    ds = _load(spec, str(path), builder, data_files=str(path), split="train", streaming=streaming, **extra)
+    ds = _load(spec, str(path), builder, data_files=str(path), split="train", streaming=True, **extra)
     return select_columns(spec, ds)

@@ -1,10 +1,9 @@
 """Sources of documents, each turned into an endless, seeded stream of TOKENISED documents.
 
-- Hub ids, `save_to_disk` folders and streamed local files go through the one loader of every stage,
-  `data.source_spec.load_source` (`datasets.load_dataset`; the default code path of the full-size recipes).
-- Local jsonl/json/parquet/txt files and folders of them, and `embedded:corpus/NAME`, are read here by
-  index, byte for byte: a document with invalid UTF-8 is repaired and counted, where datasets' json
-  builder (datasets 5.2) stops the whole run with a UnicodeDecodeError.
+- Every source is read through the one loader of every stage, `data.source_spec` (`datasets.load_dataset`):
+  Hub ids (streaming or not; the default code path of the full-size recipes), local jsonl/json/parquet/txt
+  files and folders of them, `save_to_disk` folders and `embedded:corpus/NAME`, the non-streaming ones
+  read by index from memory-mapped Arrow.
 - Pre-tokenised shards (`smollm2 data tokenize`, datatrove's format) are read by `data.shards`, not here.
 
 Every source yields `(tokens, state)` pairs: `state` is a small JSON-able dict that, given back to
@@ -16,7 +15,6 @@ epoch, reshuffled with (mixture_seed, source name, epoch). Documents that cannot
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import zlib
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from smollm2_recipes import assets
-from smollm2_recipes.data.source_spec import DATA_EXTENSIONS, MissingSplit, SourceSpec, builder_for, is_saved_dataset, load_source
+from smollm2_recipes.data.source_spec import DATA_EXTENSIONS, MissingSplit, SourceSpec, builder_for, is_saved_dataset, load_files, load_source
 from smollm2_recipes.errors import UserError
 
 __all__ = ["MissingSplit", "open_source", "is_local_source", "local_document_reader", "hub_load_options", "document_order",
@@ -70,17 +68,6 @@ def clean_text(value: Any, counters: dict, source: str, column: str) -> str:
 # Random-access readers: len() documents, texts(indices) -> raw column values.
 
 
-class ListReader:
-    def __init__(self, values: list):
-        self.values = values
-
-    def __len__(self):
-        return len(self.values)
-
-    def texts(self, indices) -> list:
-        return [self.values[i] for i in indices]
-
-
 class ArrowReader:
     """A pyarrow column or a datasets.Dataset column, read by index (memory-mapped where the file is)."""
 
@@ -94,35 +81,6 @@ class ArrowReader:
         return self.column.take(np.asarray(indices, dtype=np.int64)).to_pylist()
 
 
-def _read_lines(path: Path, spec: SourceSpec) -> list:
-    """jsonl/json/txt read as bytes and decoded with surrogateescape, so bad bytes are counted, not fatal."""
-    raw = path.read_bytes().decode("utf-8", "surrogateescape")
-    if path.suffix == ".txt":
-        return [raw]  # one document per text file (a book, a page); folders hold many
-    column = spec.text_column
-    if path.suffix == ".json" and raw.lstrip().startswith("["):
-        try:
-            records = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise UserError(f"source '{spec.name}': {path} is not valid JSON: {err}") from None
-    else:
-        records = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise UserError(f"source '{spec.name}': {path} line {n} is not valid JSON: {err}") from None
-    values = []
-    for n, rec in enumerate(records, 1):
-        if not isinstance(rec, dict) or column not in rec:
-            keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
-            raise UserError(f"source '{spec.name}': record {n} of {path} has no text column '{column}' (it has: {keys}). "
-                            "Set `text_column:` on the source.")
-        values.append(rec[column])
-    return values
-
-
 def _split_files(spec: SourceSpec, folder: Path, split: str) -> list[Path]:
     files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in DATA_EXTENSIONS]
     named = [p for p in files if p.stem == split or p.stem.startswith(split + "-") or split in p.relative_to(folder).parts[:-1]]
@@ -134,7 +92,8 @@ def _split_files(spec: SourceSpec, folder: Path, split: str) -> list[Path]:
     return []
 
 
-def _local_reader(spec: SourceSpec, path: Path, split: str):
+def _local_reader(spec: SourceSpec, path: Path, split: str, counters: dict | None = None):
+    """A local source's split through the one loader (`datasets.load_dataset`, memory-mapped Arrow)."""
     if is_saved_dataset(path):
         return _dataset_reader(spec, load_source(dataclasses.replace(spec, path=str(path)), split))
     files = [path] if path.is_file() else _split_files(spec, path, split)
@@ -142,25 +101,7 @@ def _local_reader(spec: SourceSpec, path: Path, split: str):
         files = []
     if not files:
         raise MissingSplit(f"source '{spec.name}': no {'/'.join(DATA_EXTENSIONS)} files for split '{split}' in {path}.")
-    if all(f.suffix == ".parquet" for f in files):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        tables = [pq.read_table(f, memory_map=True) for f in files]
-        for f, t in zip(files, tables):
-            if spec.text_column not in t.column_names:
-                raise UserError(f"source '{spec.name}': {f} has no text column '{spec.text_column}' "
-                                f"(columns: {', '.join(t.column_names)}). Set `text_column:` on the source.")
-        return ArrowReader(pa.concat_tables([t.select([spec.text_column]) for t in tables]).column(0))
-    values = []
-    for f in files:
-        if f.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            values += pq.read_table(f, columns=[spec.text_column]).column(0).to_pylist()
-        else:
-            values += _read_lines(f, spec)
-    return ListReader(values)
+    return _dataset_reader(spec, load_files(spec, files, counters))
 
 
 def _dataset_reader(spec: SourceSpec, ds):
@@ -351,7 +292,7 @@ def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train
     if assets.is_embedded(spec.path):
         if not spec.path.startswith(assets.PREFIX + "corpus/"):
             raise UserError(f"source '{spec.name}': '{spec.path}' is not a corpus; embedded sources are embedded:corpus/NAME.")
-        return MapSource(spec, seed, counters, _local_reader(spec, Path(assets.resolve(spec.path)), split), Tokenize(tokenizer), batch_size, char_budget)
+        return MapSource(spec, seed, counters, _local_reader(spec, Path(assets.resolve(spec.path)), split, counters), Tokenize(tokenizer), batch_size, char_budget)
     local = Path(os.path.expanduser(spec.path))
     if local.exists():
         if spec.is_streaming:
@@ -360,7 +301,7 @@ def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train
             files = str(local) if split == spec.split else spec.eval_split
             ds = load_source(dataclasses.replace(spec, path=files), streaming=True)
             return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
-        return MapSource(spec, seed, counters, _local_reader(spec, local, split), Tokenize(tokenizer), batch_size, char_budget)
+        return MapSource(spec, seed, counters, _local_reader(spec, local, split, counters), Tokenize(tokenizer), batch_size, char_budget)
     if not spec.is_hub:
         raise UserError(f"source '{spec.name}': path '{spec.path}' does not exist and is not a Hub dataset id "
                         "(valid: owner/name, a local .jsonl/.json/.parquet/.txt file or folder, or embedded:corpus/NAME).")
