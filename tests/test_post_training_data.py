@@ -128,3 +128,13 @@ def test_decontamination_of_preference_rows_reads_the_prompt(tmp_path):
     args = ChatDataArguments(dataset_mixture=[{"path": _jsonl(tmp_path / "p.jsonl", rows)}], decontaminate=["humaneval"])
     train, _, report = load_mixture(args, "preference", seed=0)
     assert len(train) == 1 and train[0]["prompt"][0]["content"] == "Q?" and report["decontaminated"] == {"humaneval": 1}
+
+
+def test_bad_test_split_size_and_decontaminate_settings_are_one_line(tmp_path):
+    a = _jsonl(tmp_path / "a.jsonl", [GOOD] * 4)
+    with pytest.raises(UserError, match="test_split_size 10 must be a fraction in \\(0, 1\\) or a row count below the 4"):
+        load_mixture(ChatDataArguments(dataset_mixture={"datasets": [{"path": a}], "test_split_size": 10}), "chat", seed=0)
+    with pytest.raises(UserError, match="decontaminate_ngram must be an integer >= 1"):
+        ChatDataArguments(dataset_name=a, decontaminate=["humaneval"], decontaminate_ngram=0)
+    with pytest.raises(UserError, match="Input 'nope' does not exist"):
+        load_mixture(ChatDataArguments(dataset_mixture=[{"path": a}], decontaminate=["nope"]), "chat", seed=0)

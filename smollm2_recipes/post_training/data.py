@@ -55,6 +55,15 @@ class ChatDataArguments:
                                      "benchmarks (humaneval, or any benchmark `smollm2 curate decontaminate` reads); counted in data_report.json"})
     decontaminate_ngram: int = field(default=13, metadata={"help": "n of the word n-gram overlap rule (13: GPT-3's decontamination)"})
 
+    def __post_init__(self):
+        if isinstance(self.decontaminate, str):
+            self.decontaminate = [self.decontaminate]
+        if not isinstance(self.decontaminate_ngram, int) or self.decontaminate_ngram < 1:
+            raise UserError(f"decontaminate_ngram must be an integer >= 1, got {self.decontaminate_ngram!r}.")
+        for name in self.decontaminate:
+            if not isinstance(name, str) or not name:
+                raise UserError(f"decontaminate lists benchmarks by name (e.g. [humaneval]), got {name!r}.")
+
 
 ONPOLICY_OPTIONS = ("samples_per_prompt", "temperature", "reference_fallback", "max_new_tokens")
 
@@ -327,11 +336,18 @@ def load_mixture(args: ChatDataArguments, kind: str, seed: int, tokenizer=None, 
             raise UserError(f"Decontamination against {', '.join(args.decontaminate)} removed every {kind} row.")
     eval_ds = None
     if mixture.test_split_size:
+        size = mixture.test_split_size
+        if isinstance(size, bool) or not isinstance(size, (int, float)) or size <= 0 or (isinstance(size, float) and size >= 1) \
+                or (isinstance(size, int) and size >= len(train)):
+            raise UserError(f"test_split_size {size!r} must be a fraction in (0, 1) or a row count below the "
+                            f"{len(train)} training rows of the {kind} mixture.")
         split = train.train_test_split(test_size=mixture.test_split_size, seed=seed)
         train, eval_ds = split["train"], split["test"]
     elif want_eval and mixture.eval_split:
         held_out = []
         for src in mixture.sources:  # each source's held-out split, whole (not weighted)
+            if src.path == "arith:onpolicy":  # sampled from the policy: no held-out split
+                continue
             rows, dropped = clean_rows(load_rows(src, kind, policy, split=mixture.eval_split), kind, tokenizer, max_prompt_length)
             report["dropped"].update(dropped)
             if rows is not None:
