@@ -136,5 +136,5 @@ def test_bad_test_split_size_and_decontaminate_settings_are_one_line(tmp_path):
         load_mixture(ChatDataArguments(dataset_mixture={"datasets": [{"path": a}], "test_split_size": 10}), "chat", seed=0)
     with pytest.raises(UserError, match="decontaminate_ngram must be an integer >= 1"):
         ChatDataArguments(dataset_name=a, decontaminate=["humaneval"], decontaminate_ngram=0)
-    with pytest.raises(UserError, match="Input 'nope' does not exist"):
-        load_mixture(ChatDataArguments(dataset_mixture=[{"path": a}], decontaminate=["nope"]), "chat", seed=0)
+    with pytest.raises(UserError, match="decontaminate: unknown benchmark 'nope'; use humaneval"):
+        ChatDataArguments(dataset_mixture=[{"path": a}], decontaminate=["nope"])

