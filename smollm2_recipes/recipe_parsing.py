@@ -29,12 +29,20 @@ LEGACY_KEYS: dict[str, tuple[str | None, str]] = {
     "overwrite_output_dir": (None, "transformers 5 removed overwrite_output_dir; this project never overwrites a finished run"),
     "logging_dir": (None, "transformers 5 removed logging_dir; logs go under output_dir"),
     "max_seq_length": ("max_length", "TRL renamed max_seq_length to max_length"),
-    "use_flash_attention_2": (None, "set attn_implementation instead"),
+    "evaluation_strategy": ("eval_strategy", "transformers renamed evaluation_strategy to eval_strategy"),
+    "tokenizer_name_or_path": ("tokenizer_name", "alignment-handbook's Nov-2024 key"),
     "hub_private_repo": (None, "set on the Hub repository instead"),
     "push_to_hub_revision": (None, "TRL 1 removed push_to_hub_revision"),
     "dataset_num_proc": (None, "dropped: this project tokenises through its own data pipeline"),
     "preprocessing_num_workers": (None, "dropped: this project tokenises through its own data pipeline"),
 }
+# Values renamed by TRL: key -> {old value: (new value, why)}.
+LEGACY_VALUES: dict[str, dict[Any, tuple[Any, str]]] = {
+    "packing_strategy": {"ffd": ("bfd", "TRL 0.20 renamed first-fit decreasing 'ffd' to best-fit decreasing 'bfd'")},
+}
+# alignment-handbook's Nov-2024 data keys (recipes/smollm2/{sft,dpo}/config.yaml at commit ae3f44f), read
+# into the mixture keys of post_training.data.ChatDataArguments.
+HANDBOOK_DATA_KEYS = ("dataset_mixer", "dataset_splits", "dataset_configs")
 # Keys that never reach a dataclass: TrlParser's own `env` block.
 _PARSER_KEYS = {"env"}
 HIDDEN_KEYS = {"hub_token", "push_to_hub_token"}  # never written to disk or logs
@@ -67,14 +75,71 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _note(msg: str, notes: list[str]) -> None:
+    if msg not in notes:  # once per recipe, however many keys lead to it
+        notes.append(msg)
+        print(msg, file=sys.stderr)
+
+
+def _handbook_mixture(recipe: dict[str, Any], where: str) -> dict[str, Any]:
+    """alignment-handbook < 0.4's `dataset_mixer` ({hub_id: fraction of its train rows}), `dataset_splits`
+    (the split names holding "train" are trained on, those holding "test" evaluated on, whole) and
+    `dataset_configs` (one per dataset, in the mixer's order) as the current mixture keys."""
+    mixer = recipe.get("dataset_mixer")
+    splits = recipe.get("dataset_splits") or ["train", "test"]
+    configs = recipe.get("dataset_configs")
+    if not isinstance(mixer, dict) or not mixer:
+        raise UserError(f"{where}: dataset_mixer must be a mapping {{dataset: fraction}}, got {mixer!r}.")
+    if isinstance(splits, str):
+        splits = [splits]
+    train = [s for s in splits if "train" in s]
+    test = [s for s in splits if "test" in s and "train" not in s]
+    if len(train) != 1 or len(test) > 1 or len(train) + len(test) != len(splits):
+        raise UserError(f"{where}: dataset_splits {splits} must name one split containing 'train' and at most one containing 'test'.")
+    if configs is not None:
+        configs = [configs] if isinstance(configs, str) else list(configs)
+        if len(configs) != len(mixer):
+            raise UserError(f"{where}: dataset_configs has {len(configs)} entries for the {len(mixer)} datasets of dataset_mixer; "
+                            "give one per dataset, in the same order.")
+    sources = [{"id": name, "weight": weight, "split": train[0], **({"config": configs[i]} if configs else {})}
+               for i, (name, weight) in enumerate(mixer.items())]
+    out = {"dataset_mixture": sources}
+    if test:
+        out["dataset_test_split"] = test[0]
+    return out
+
+
 def normalise_keys(recipe: dict[str, Any], types: Iterable[type], where: str, notes: list[str] | None = None) -> dict[str, Any]:
-    """Map legacy keys, reject unknown ones. Returns a new dict."""
+    """Map legacy keys and values (each with a one-line note, printed once), reject unknown keys. Returns a
+    new dict."""
     types = list(types)
     valid = field_names(types)
+    notes = [] if notes is None else notes
     out: dict[str, Any] = {}
+    if "dataset_mixture" in valid and any(k in recipe for k in HANDBOOK_DATA_KEYS):
+        if "dataset_mixture" in recipe or "dataset_name" in recipe:
+            raise UserError(f"{where}: give either the Nov-2024 keys {', '.join(HANDBOOK_DATA_KEYS)} or dataset_mixture / dataset_name, not both.")
+        mapped = _handbook_mixture(recipe, where)
+        for key in HANDBOOK_DATA_KEYS:
+            if key in recipe:
+                _note(f"note: recipe key '{key}' is read into dataset_mixture / dataset_test_split (alignment-handbook's Nov-2024 form).", notes)
+        recipe = {k: v for k, v in recipe.items() if k not in HANDBOOK_DATA_KEYS}
+        recipe.update({k: v for k, v in mapped.items() if k not in recipe})
     for key, value in recipe.items():
+        if key in LEGACY_VALUES and isinstance(value, str) and value in LEGACY_VALUES[key]:
+            new_value, why = LEGACY_VALUES[key][value]
+            _note(f"note: {key}: {value} is read as {key}: {new_value} ({why}).", notes)
+            value = new_value
         if key in valid or key in _PARSER_KEYS:
             out[key] = value
+            continue
+        if key == "use_flash_attention_2" and "attn_implementation" in valid:
+            if value and "attn_implementation" not in recipe:
+                out["attn_implementation"] = "flash_attention_2"
+                _note("note: recipe key 'use_flash_attention_2: true' is read as 'attn_implementation: flash_attention_2' "
+                      "(transformers replaced the flag with attn_implementation).", notes)
+            else:
+                _note("note: recipe key 'use_flash_attention_2' is ignored (attn_implementation decides).", notes)
             continue
         if key in LEGACY_KEYS:
             new, why = LEGACY_KEYS[key]
@@ -83,9 +148,7 @@ def normalise_keys(recipe: dict[str, Any], types: Iterable[type], where: str, no
                 msg = f"note: recipe key '{key}' is read as '{new}' ({why})."
             else:
                 msg = f"note: recipe key '{key}' is ignored ({why})."
-            if notes is not None:
-                notes.append(msg)
-            print(msg, file=sys.stderr)
+            _note(msg, notes)
             continue
         reject_unknown_keys([key], valid, where)
     return out

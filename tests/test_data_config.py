@@ -85,7 +85,7 @@ def test_unknown_source_is_named(tmp_path):
 
 def test_missing_text_column_names_source_column_and_columns(tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", prose(1, 5), column="content")
-    with pytest.raises(UserError, match="source 'c': record 1 of .* has no text column 'text' \\(it has: \\['content'\\]\\)"):
+    with pytest.raises(UserError, match="source 'c': dataset .*c.jsonl has no text column 'text' \\(columns: content\\)"):
         first_blocks(one_stage(source("c", path, 1)))
     _, out = first_blocks(one_stage(source("c", path, 1, text_column="content")), n=1)
     assert len(out[0]) == SEQ
@@ -148,7 +148,7 @@ def test_hub_sources_go_through_load_dataset_up_to_the_network(tmp_path):
             "assert s.is_hub and s.is_streaming\n"
             "try:\n    open_source(s, tokenizer=None, seed=0)\nexcept UserError as e:\n    print('USERERROR', e)\n")
     env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin",
-           "SMOLLM2_CACHE": __import__("smollm2_recipes.assets", fromlist=["x"]).cache_dir().as_posix()}
+           "SMOLLM2_CACHE": __import__("smollm2_recipes.offline.cache", fromlist=["x"]).cache_dir().as_posix()}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert "USERERROR source 'fineweb-edu': cannot load dataset 'HuggingFaceFW/fineweb-edu'" in out.stdout, out.stdout + out.stderr
 
@@ -167,7 +167,7 @@ def test_the_1_7B_recipe_carries_the_paper_stage_shares_on_hub_sources():
 
     root = Path(__file__).resolve().parents[1] / "recipes" / "smollm2" / "1.7B"
     args = data_args_from_recipe(root / "pretrain.yaml")
-    assert len(args.stage_specs) == 4 and args.seq_len == 2048
+    assert args.seq_len == 2048 and len(args.stage_specs) == 4
     for stage, paper in zip(args.stage_specs, PAPER):
         shares = {g: round(sum(w for n, w in stage.weights().items() if n in names), 6) for g, names in GROUPS.items()}
         assert {g: v for g, v in shares.items() if v} == paper, stage.name

@@ -95,3 +95,46 @@ def test_missing_columns_and_all_bad_rows_are_user_errors(tmp_path):
         load_mixture(ChatDataArguments(dataset_mixture=[{"path": path, "columns": ["messages"]}]), "chat", seed=0)
     with pytest.raises(UserError, match="Every row of the chat mixture was dropped"):
         load_mixture(ChatDataArguments(dataset_mixture=[{"path": path}]), "chat", seed=0)
+
+
+def _humaneval_prompt(i: int) -> str:
+    import gzip
+
+    from smollm2_recipes import assets
+
+    with gzip.open(assets.resolve("embedded:humaneval"), "rt") as f:
+        return [json.loads(line) for line in f][i]["prompt"]
+
+
+def test_decontamination_removes_a_planted_humaneval_prompt_and_counts_it(tmp_path, capsys):
+    planted = {"messages": [{"role": "user", "content": "Complete this:\n" + _humaneval_prompt(0)},
+                            {"role": "assistant", "content": "Here it is."}]}
+    near = {"messages": [{"role": "user", "content": "def has_close_elements(numbers, threshold): what does it do?"},
+                         {"role": "assistant", "content": "It checks whether two numbers are closer than the threshold."}]}
+    rows = [GOOD] * 5 + [planted, near]
+    args = ChatDataArguments(dataset_mixture=[{"path": _jsonl(tmp_path / "c.jsonl", rows)}], decontaminate=["humaneval"])
+    train, _, report = load_mixture(args, "chat", seed=0, report_dir=str(tmp_path))
+    assert len(train) == 6 and planted not in train.to_list() and near in train.to_list()  # a few shared words are not a 13-gram
+    assert report["decontaminated"] == {"humaneval": 1}
+    assert json.loads((tmp_path / "data_report.json").read_text())["decontaminated"] == {"humaneval": 1}
+    assert "decontamination (13-gram overlap with humaneval) removed 1 chat row(s)" in capsys.readouterr().err
+    off = ChatDataArguments(dataset_mixture=[{"path": _jsonl(tmp_path / "c.jsonl", rows)}])
+    assert len(load_mixture(off, "chat", seed=0)[0]) == 7  # off by default: nothing removed
+
+
+def test_decontamination_of_preference_rows_reads_the_prompt(tmp_path):
+    rows = [{"prompt": "Q?", "chosen": "good", "rejected": "bad"},
+            {"prompt": _humaneval_prompt(3), "chosen": "good", "rejected": "bad"}]
+    args = ChatDataArguments(dataset_mixture=[{"path": _jsonl(tmp_path / "p.jsonl", rows)}], decontaminate=["humaneval"])
+    train, _, report = load_mixture(args, "preference", seed=0)
+    assert len(train) == 1 and train[0]["prompt"][0]["content"] == "Q?" and report["decontaminated"] == {"humaneval": 1}
+
+
+def test_bad_test_split_size_and_decontaminate_settings_are_one_line(tmp_path):
+    a = _jsonl(tmp_path / "a.jsonl", [GOOD] * 4)
+    with pytest.raises(UserError, match="test_split_size 10 must be a fraction in \\(0, 1\\) or a row count below the 4"):
+        load_mixture(ChatDataArguments(dataset_mixture={"datasets": [{"path": a}], "test_split_size": 10}), "chat", seed=0)
+    with pytest.raises(UserError, match="decontaminate_ngram must be an integer >= 1"):
+        ChatDataArguments(dataset_name=a, decontaminate=["humaneval"], decontaminate_ngram=0)
+    with pytest.raises(UserError, match="decontaminate: unknown benchmark 'nope'; use humaneval"):
+        ChatDataArguments(dataset_mixture=[{"path": a}], decontaminate=["nope"])

@@ -73,6 +73,11 @@ def cached_index(names: tuple[str, ...], columns: tuple[str, ...], n: int, split
     return benchmark_index(list(names), list(columns), n, split)
 
 
+def first_overlap(text: str, index: dict[tuple[str, ...], tuple[str, int]], n: int) -> tuple[str, ...] | None:
+    """The first word n-gram of `text` found in a `benchmark_index`, or None (a clean text)."""
+    return next((gram for gram in ngrams(text, n) if gram in index), None)
+
+
 class BenchmarkNgramFilter(BaseFilter):
     """Removes a document sharing a word n-gram with a benchmark; the removed row records which benchmark,
     item and n-gram. The index is built once per task from the benchmark files (small: test sets)."""
@@ -85,7 +90,7 @@ class BenchmarkNgramFilter(BaseFilter):
 
     def filter(self, doc):
         index = cached_index(self.benchmarks, self.columns, self.n, self.split)
-        hit = next((gram for gram in ngrams(doc.text, self.n) if gram in index), None)
+        hit = first_overlap(doc.text, index, self.n)
         if hit is None:
             return True
         bench, item = index[hit]

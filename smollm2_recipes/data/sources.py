@@ -1,9 +1,9 @@
 """Sources of documents, each turned into an endless, seeded stream of TOKENISED documents.
 
-- Hub ids go through `datasets.load_dataset(path, name=config, split=..., streaming=...)` (the default
-  code path of the full-size recipes); `path: json|parquet|text` + `data_files` works the same way.
-- Local files (jsonl, json, parquet, txt) and folders of them, `save_to_disk` folders, and
-  `embedded:corpus/NAME` are read directly (random access).
+- Every source is read through the one loader of every stage, `data.source_spec` (`datasets.load_dataset`):
+  Hub ids (streaming or not; the default code path of the full-size recipes), local jsonl/json/parquet/txt
+  files and folders of them, `save_to_disk` folders and `embedded:corpus/NAME`, the non-streaming ones
+  read by index from memory-mapped Arrow.
 - Pre-tokenised shards (`smollm2 data tokenize`, datatrove's format) are read by `data.shards`, not here.
 
 Every source yields `(tokens, state)` pairs: `state` is a small JSON-able dict that, given back to
@@ -15,10 +15,9 @@ and COUNTED in `counters`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import os
-import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,22 +25,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from smollm2_recipes import assets
-from smollm2_recipes.data.stages import DATA_EXTENSIONS, SourceSpec
+from smollm2_recipes.data.source_spec import DATA_EXTENSIONS, MissingSplit, SourceSpec, builder_for, is_saved_dataset, load_files, load_source
 from smollm2_recipes.errors import UserError
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".txt": "text"}
-
-
-class MissingSplit(UserError):
-    """The source has no documents for the requested split (a held-out split may legitimately be absent)."""
-
-
-def is_hub_id(spec: SourceSpec) -> bool:
-    path = spec.path
-    if assets.is_embedded(path) or Path(os.path.expanduser(path)).exists():
-        return False
-    return bool(HUB_ID.match(path)) and not path.endswith(DATA_EXTENSIONS)
+__all__ = ["MissingSplit", "open_source", "is_local_source", "local_document_reader", "hub_load_options", "document_order",
+           "resolve_split", "clean_text", "token_dtype", "DocumentSource", "MapSource", "StreamSource", "Tokenize"]
 
 
 def _seed(*parts) -> list[int]:
@@ -82,17 +70,6 @@ def clean_text(value: Any, counters: dict, source: str, column: str) -> str:
 # Random-access readers: len() documents, texts(indices) -> raw column values.
 
 
-class ListReader:
-    def __init__(self, values: list):
-        self.values = values
-
-    def __len__(self):
-        return len(self.values)
-
-    def texts(self, indices) -> list:
-        return [self.values[i] for i in indices]
-
-
 class ArrowReader:
     """A pyarrow column or a datasets.Dataset column, read by index (memory-mapped where the file is)."""
 
@@ -106,35 +83,6 @@ class ArrowReader:
         return self.column.take(np.asarray(indices, dtype=np.int64)).to_pylist()
 
 
-def _read_lines(path: Path, spec: SourceSpec) -> list:
-    """jsonl/json/txt read as bytes and decoded with surrogateescape, so bad bytes are counted, not fatal."""
-    raw = path.read_bytes().decode("utf-8", "surrogateescape")
-    if path.suffix == ".txt":
-        return [raw]  # one document per text file (a book, a page); folders hold many
-    column = spec.text_column
-    if path.suffix == ".json" and raw.lstrip().startswith("["):
-        try:
-            records = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise UserError(f"source '{spec.name}': {path} is not valid JSON: {err}") from None
-    else:
-        records = []
-        for n, line in enumerate(raw.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise UserError(f"source '{spec.name}': {path} line {n} is not valid JSON: {err}") from None
-    values = []
-    for n, rec in enumerate(records, 1):
-        if not isinstance(rec, dict) or column not in rec:
-            keys = sorted(rec) if isinstance(rec, dict) else type(rec).__name__
-            raise UserError(f"source '{spec.name}': record {n} of {path} has no text column '{column}' (it has: {keys}). "
-                            "Set `text_column:` on the source.")
-        values.append(rec[column])
-    return values
-
-
 def _split_files(spec: SourceSpec, folder: Path, split: str) -> list[Path]:
     files = [p for p in sorted(folder.rglob("*")) if p.is_file() and p.suffix in DATA_EXTENSIONS]
     named = [p for p in files if p.stem == split or p.stem.startswith(split + "-") or split in p.relative_to(folder).parts[:-1]]
@@ -146,40 +94,16 @@ def _split_files(spec: SourceSpec, folder: Path, split: str) -> list[Path]:
     return []
 
 
-def _local_reader(spec: SourceSpec, path: Path, split: str):
-    if path.is_dir() and ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        import datasets
-
-        ds = datasets.load_from_disk(str(path))
-        if isinstance(ds, datasets.DatasetDict):
-            if split not in ds:
-                raise MissingSplit(f"source '{spec.name}': {path} has no split '{split}'; splits: {', '.join(ds)}.")
-            ds = ds[split]
-        return _dataset_reader(spec, ds)
+def _local_reader(spec: SourceSpec, path: Path, split: str, counters: dict | None = None):
+    """A local source's split through the one loader (`datasets.load_dataset`, memory-mapped Arrow)."""
+    if is_saved_dataset(path):
+        return _dataset_reader(spec, load_source(dataclasses.replace(spec, path=str(path)), split))
     files = [path] if path.is_file() else _split_files(spec, path, split)
     if path.is_file() and split != "train" and split != spec.split:
         files = []
     if not files:
         raise MissingSplit(f"source '{spec.name}': no {'/'.join(DATA_EXTENSIONS)} files for split '{split}' in {path}.")
-    if all(f.suffix == ".parquet" for f in files):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        tables = [pq.read_table(f, memory_map=True) for f in files]
-        for f, t in zip(files, tables):
-            if spec.text_column not in t.column_names:
-                raise UserError(f"source '{spec.name}': {f} has no text column '{spec.text_column}' "
-                                f"(columns: {', '.join(t.column_names)}). Set `text_column:` on the source.")
-        return ArrowReader(pa.concat_tables([t.select([spec.text_column]) for t in tables]).column(0))
-    values = []
-    for f in files:
-        if f.suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            values += pq.read_table(f, columns=[spec.text_column]).column(0).to_pylist()
-        else:
-            values += _read_lines(f, spec)
-    return ListReader(values)
+    return _dataset_reader(spec, load_files(spec, files, counters))
 
 
 def _dataset_reader(spec: SourceSpec, ds):
@@ -190,29 +114,6 @@ def _dataset_reader(spec: SourceSpec, ds):
     if ds._indices is not None:
         ds = ds.flatten_indices()
     return ArrowReader(ds.data.column(0))
-
-
-def _load_hub(spec: SourceSpec, split: str, streaming: bool):
-    """The real Hub code path: datasets.load_dataset, streaming or not."""
-    import datasets
-
-    kwargs = dict(name=spec.config, split=split, streaming=streaming)
-    if spec.data_files is not None:
-        kwargs["data_files"] = spec.data_files
-    if spec.revision is not None:
-        kwargs["revision"] = spec.revision
-    if spec.data_dir is not None:
-        kwargs["data_dir"] = spec.data_dir
-    try:
-        return datasets.load_dataset(spec.path, **kwargs)
-    except (FileNotFoundError, ValueError, ConnectionError, OSError) as err:
-        what = f"'{spec.path}'" + (f" config '{spec.config}'" if spec.config else "") + f" split '{split}'"
-        raise UserError(f"source '{spec.name}': cannot load dataset {what}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-    except Exception as err:  # datasets raises its own types (DatasetNotFoundError, ...) for unknown ids
-        if type(err).__module__.startswith(("datasets", "huggingface_hub", "requests", "httpx")):
-            raise UserError(f"source '{spec.name}': cannot load dataset '{spec.path}' split '{split}': {type(err).__name__}: "
-                            f"{str(err).splitlines()[0] if str(err) else ''}") from None
-        raise
 
 
 def resolve_split(spec: SourceSpec, kind: str) -> str:
@@ -393,21 +294,20 @@ def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train
     if assets.is_embedded(spec.path):
         if not spec.path.startswith(assets.PREFIX + "corpus/"):
             raise UserError(f"source '{spec.name}': '{spec.path}' is not a corpus; embedded sources are embedded:corpus/NAME.")
-        return MapSource(spec, seed, counters, _local_reader(spec, Path(assets.resolve(spec.path)), split), Tokenize(tokenizer), batch_size, char_budget)
+        return MapSource(spec, seed, counters, _local_reader(spec, Path(assets.resolve(spec.path)), split, counters), Tokenize(tokenizer), batch_size, char_budget)
     local = Path(os.path.expanduser(spec.path))
     if local.exists():
         if spec.is_streaming:
-            builder = BUILDERS.get(local.suffix) if local.is_file() else None
-            if builder is None:
+            if not local.is_file() or builder_for(local) is None:
                 raise UserError(f"source '{spec.name}': streaming a local path needs a .jsonl/.json/.parquet/.txt file, got {local}.")
             files = str(local) if split == spec.split else spec.eval_split
-            ds = _load_hub(SourceSpec(name=spec.name, path=builder, data_files={split: files}, text_column=spec.text_column), split, True)
+            ds = load_source(dataclasses.replace(spec, path=files), streaming=True)
             return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
-        return MapSource(spec, seed, counters, _local_reader(spec, local, split), Tokenize(tokenizer), batch_size, char_budget)
+        return MapSource(spec, seed, counters, _local_reader(spec, local, split, counters), Tokenize(tokenizer), batch_size, char_budget)
     if not spec.is_hub:
         raise UserError(f"source '{spec.name}': path '{spec.path}' does not exist and is not a Hub dataset id "
                         "(valid: owner/name, a local .jsonl/.json/.parquet/.txt file or folder, or embedded:corpus/NAME).")
-    ds = _load_hub(spec, split, spec.is_streaming)
+    ds = load_source(spec, split, streaming=spec.is_streaming)
     if spec.is_streaming:
         return StreamSource(spec, seed, counters, ds, Tokenize(tokenizer), batch_size, char_budget)
     return MapSource(spec, seed, counters, _dataset_reader(spec, ds), Tokenize(tokenizer), batch_size, char_budget)
@@ -431,11 +331,7 @@ def local_document_reader(spec: SourceSpec, split: str):
 
 def hub_load_options(spec: SourceSpec, split: str) -> dict:
     """`datasets.load_dataset` keyword arguments for a Hub source's split (as `open_source` passes them)."""
-    options = {"name": spec.config, "split": split}
-    for key in ("data_files", "revision", "data_dir"):
-        if getattr(spec, key) is not None:
-            options[key] = getattr(spec, key)
-    return options
+    return spec.load_options(split)
 
 
 def document_cycle(seed: int, name: str, n: int) -> np.ndarray:

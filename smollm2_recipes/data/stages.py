@@ -11,84 +11,41 @@ A recipe's `stages:` is a list of mappings:
           - {name: fineweb-edu, path: HuggingFaceFW/fineweb-edu, split: train, streaming: true, weight: 0.54}
           - {name: code, path: embedded:corpus/code, weight: 0.1}
 
-Weights are shares of TOKENS within the stage; they are normalised, so 54/36/10 and .54/.36/.10 are the
+Sources use the one schema of `data.source_spec`; here weights are shares of TOKENS within the stage; they are normalised, so 54/36/10 and .54/.36/.10 are the
 same mixture. Every mistake a user can make here is a `UserError` naming the stage, the source and the value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from smollm2_recipes.data.source_spec import DATA_EXTENSIONS, SourceSpec
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.runkit.validation import reject_unknown_keys
 
-DATA_EXTENSIONS = (".jsonl", ".json", ".parquet", ".txt")
+__all__ = ["DATA_EXTENSIONS", "DataArguments", "SourceSpec", "StageSpec", "data_args_from_recipe", "pretraining_source"]
+
+# The keys a pretraining source reads (the shared schema's SFT/DPO-only keys are refused here).
+PRETRAIN_SOURCE_KEYS = {"name", "path", "weight", "config", "split", "eval_split", "text_column", "streaming", "data_files",
+                        "data_dir", "revision", "shuffle_buffer", "long"}
 
 
 def _reject_unknown_keys(raw: dict, cls, where: str) -> None:
     reject_unknown_keys(raw, {f.name for f in dataclasses.fields(cls)}, where)
 
 
-@dataclass
-class SourceSpec:
-    """One source of documents. `path` is a Hub dataset id, a local file or folder (jsonl, json, parquet,
-    txt, or a `save_to_disk` folder), or `embedded:corpus/NAME`."""
-
-    name: str
-    path: str
-    weight: float = 1.0
-    config: str | None = None  # the Hub dataset's configuration (`name=` of load_dataset)
-    split: str = "train"
-    eval_split: str | None = None  # held-out split; default: "test" for embedded/local sources, none for Hub ones
-    text_column: str = "text"
-    streaming: bool | None = None  # default: True for Hub ids, False for local/embedded
-    data_files: Any = None  # passed to load_dataset (e.g. path: json + data_files: [a.jsonl])
-    data_dir: str | None = None  # passed to load_dataset (a sub-folder of a Hub dataset)
-    revision: str | None = None
-    shuffle_buffer: int = 10_000  # streaming sources: datasets' shuffle buffer (0 = shard order only, exact resume)
-    long: bool = False  # belongs to the long-document group of a context-extension stage
-
-    def __post_init__(self):
-        where = f"source '{self.name}'"
-        if not isinstance(self.name, str) or not self.name or "/" in self.name:
-            raise UserError(f"Source name {self.name!r} must be a non-empty string without '/'.")
-        if not isinstance(self.path, str) or not self.path:
-            raise UserError(f"{where}: `path` must be a Hub dataset id, a local file/folder or embedded:corpus/NAME, got {self.path!r}.")
-        try:
-            self.weight = float(self.weight)
-        except (TypeError, ValueError):
-            raise UserError(f"{where}: weight {self.weight!r} is not a number; weights are non-negative token shares.") from None
-        if not math.isfinite(self.weight) or self.weight < 0:
-            raise UserError(f"{where}: weight {self.weight} is invalid; weights must be finite and >= 0 (shares of tokens).")
-        if not isinstance(self.shuffle_buffer, int) or self.shuffle_buffer < 0:
-            raise UserError(f"{where}: shuffle_buffer {self.shuffle_buffer!r} must be an integer >= 0.")
-
-    @property
-    def is_hub(self) -> bool:
-        from smollm2_recipes.data.sources import is_hub_id
-
-        return is_hub_id(self)
-
-    @property
-    def is_streaming(self) -> bool:
-        return self.is_hub if self.streaming is None else bool(self.streaming)
-
-    def identity(self) -> tuple:
-        """What makes two sources with the same name the same data (stages may repeat a source)."""
-        return (self.path, self.config, self.split, self.text_column, str(self.data_files), self.data_dir, self.revision)
-
-    @classmethod
-    def from_dict(cls, raw: Any, stage: str) -> "SourceSpec":
-        if not isinstance(raw, dict):
-            raise UserError(f"stage '{stage}': each source must be a mapping with name, path and weight, got {raw!r}.")
-        _reject_unknown_keys(raw, cls, f"stage '{stage}', source '{raw.get('name')}'")
+def pretraining_source(raw: Any, stage: str) -> SourceSpec:
+    """A pretraining source: `name` is required (it names shard folders and the stream's state), and its
+    weight is a share of the stage's tokens."""
+    if isinstance(raw, dict):
         for key in ("name", "path"):
             if key not in raw:
                 raise UserError(f"stage '{stage}': source {raw!r} has no '{key}'.")
-        return cls(**raw)
+        if isinstance(raw["name"], str) and "/" in raw["name"]:
+            raise UserError(f"Source name {raw['name']!r} must be a non-empty string without '/'.")
+    return SourceSpec.from_dict(raw, f"stage '{stage}'", PRETRAIN_SOURCE_KEYS)
 
 
 @dataclass
@@ -116,7 +73,7 @@ class StageSpec:
         raw_sources = raw.get("sources")
         if not isinstance(raw_sources, list) or not raw_sources:
             raise UserError(f"stage '{name}' has no sources; give a list of {{name, path, weight}}.")
-        sources = [SourceSpec.from_dict(s, name) for s in raw_sources]
+        sources = [pretraining_source(s, name) for s in raw_sources]
         seen = set()
         for s in sources:
             if s.name in seen:

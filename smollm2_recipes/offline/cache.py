@@ -15,11 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from smollm2_recipes.runkit.files import cache_dir
+
 MANIFEST = "MANIFEST.json"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SMOLLM2_CACHE") or Path.home() / ".cache" / "smollm2_recipes")
 
 
 def _digest(path: Path) -> str:

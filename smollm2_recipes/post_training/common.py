@@ -68,8 +68,9 @@ def find_template(path: str) -> Path:
 
 
 def chat_tokenizer(model_path: str, args, data_args):
-    """The tokenizer with the recipe's chat template (a file path, or handbook's inline string)."""
-    tokenizer = load_tokenizer(model_path)
+    """The tokenizer (the model's, or `tokenizer_name`) with the recipe's chat template (a file path, or
+    handbook's inline string)."""
+    tokenizer = load_tokenizer(getattr(data_args, "tokenizer_name", None) or model_path)
     template_path = getattr(args, "chat_template_path", None)
     if template_path:
         tokenizer.chat_template = find_template(template_path).read_text()

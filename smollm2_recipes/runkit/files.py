@@ -10,6 +10,11 @@ import secrets
 from pathlib import Path
 
 
+def cache_dir() -> Path:
+    """The project's cache: `$SMOLLM2_CACHE`, default ~/.cache/smollm2_recipes (embedded assets, repaired data copies)."""
+    return Path(os.environ.get("SMOLLM2_CACHE") or Path.home() / ".cache" / "smollm2_recipes")
+
+
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
     """Write `data` to `path` atomically (creating the parent folder) and return the path."""
     if not isinstance(data, (str, bytes, bytearray, memoryview)):
