@@ -69,6 +69,15 @@ def test_weights_subsample_and_repeat(tmp_path):
     assert [s["kept"] for s in report["sources"]] == [3, 8] and len(train) == 11
 
 
+def test_a_one_row_dataset_is_accepted_with_a_warning(tmp_path, capsys):
+    one = _jsonl(tmp_path / "one.jsonl", [GOOD])
+    train, _, report = load_mixture(ChatDataArguments(dataset_mixture=[{"path": one}]), "chat", seed=0)
+    assert len(train) == 1 and report["warning"] == "only 1 chat training row(s)"
+    assert "warning: the chat mixture has only 1 training row(s)" in capsys.readouterr().err
+    many = _jsonl(tmp_path / "many.jsonl", [GOOD] * 8)
+    assert "warning" not in load_mixture(ChatDataArguments(dataset_mixture=[{"path": many}]), "chat", seed=0)[2]
+
+
 def test_handbook_mixture_forms_and_test_split(tmp_path):
     a = _jsonl(tmp_path / "a.jsonl", [GOOD] * 20)
     args = ChatDataArguments(dataset_mixture={"datasets": [{"id": a, "columns": ["messages"], "weight": 1.0}], "seed": 3, "test_split_size": 5})

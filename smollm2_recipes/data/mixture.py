@@ -111,6 +111,9 @@ class StageSchedule:
         return q * self.per_period + self.prefix[r]
 
 
+REPEAT_WARNING = 1000  # epochs of one source over the run that draw a warning
+
+
 class PretrainStream(torch.utils.data.IterableDataset):
     """Yields {"input_ids", "labels"(, "position_ids")} LongTensors of length seq_len for this rank."""
 
@@ -159,7 +162,19 @@ class PretrainStream(torch.utils.data.IterableDataset):
             long = {s.name for s in stage.sources if s.long}
             for name, tape in tapes.items():  # one segment per stage (0 blocks where absent): segments[i] is stage i
                 tape.add_segment(int(taken.get(name, 0)), stage.min_document_tokens if name in long else 0)
+        if self.rank == 0:
+            self._warn_about_repeats(tapes)
         return tapes
+
+    def _warn_about_repeats(self, tapes: dict[str, SourceTape]) -> None:
+        """Accepted, but said: a source read over and over is memorised, and its share of the mixture is a lie."""
+        for name, tape in tapes.items():
+            blocks = sum(seg.blocks for seg in tape.segments)
+            kept = tape.epoch_tokens(0)
+            epochs = blocks * self.seq_len / kept if kept else 0.0
+            if epochs >= REPEAT_WARNING:
+                print(f"warning: source '{name}' holds {kept:,} tokens and the run reads {blocks * self.seq_len:,} of it: it repeats "
+                      f"{epochs:,.0f} times; add data to it or lower its weight.", file=sys.stderr)
 
     # ---- state ---------------------------------------------------------------------------------
     def _fresh_state(self) -> dict:

@@ -308,6 +308,9 @@ def decontaminate_rows(ds, benchmarks: list[str], ngram: int) -> tuple[Any, Coun
     return (ds.select(keep) if len(keep) < len(ds) else ds), removed
 
 
+FEW_ROWS = 8  # fewer training rows than this draws a warning
+
+
 def load_mixture(args: ChatDataArguments, kind: str, seed: int, tokenizer=None, max_prompt_length: int | None = None,
                  want_eval: bool = False, policy=None, report_dir: str | None = None):
     """(train, eval or None, report) for kind "chat" or "preference"."""
@@ -358,6 +361,10 @@ def load_mixture(args: ChatDataArguments, kind: str, seed: int, tokenizer=None, 
     if args.max_train_samples:
         train = train.select(range(min(args.max_train_samples, len(train))))
     report["kept"] = len(train)
+    if len(train) < FEW_ROWS:  # accepted, but said: a handful of rows is memorised, not learned from
+        report["warning"] = f"only {len(train)} {kind} training row(s)"
+        print(f"warning: the {kind} mixture has only {len(train)} training row(s): every step repeats them and the model "
+              f"memorises them; give at least {FEW_ROWS} (more sources, a larger weight or num_samples).", file=sys.stderr)
     report["dropped"] = dict(report["dropped"])
     if report["dropped"]:
         total = sum(report["dropped"].values())
