@@ -22,7 +22,7 @@ class Shape:
     description: str
 
 
-# Published shapes (../shared/REFERENCE.md). SmolLM (v1) used the same three shapes and context 2048.
+# Published shapes (the released models' config.json, huggingface.co/HuggingFaceTB/SmolLM2-*). SmolLM (v1) used the same three shapes and context 2048.
 _SMOLLM2 = {
     "135M": Shape(576, 1536, 30, 9, 3, 0.041666, "SmolLM2-135M"),
     "360M": Shape(960, 2560, 32, 15, 5, 0.03227, "SmolLM2-360M"),

@@ -9,7 +9,7 @@ import torch
 
 from smollm2_recipes.models import PRESETS, build_model, init_stds, preset_config
 
-# Issue 15 / REFERENCE.md: nanotron's residual output projections, std / sqrt(2 * num_layers).
+# nanotron's residual output projections, std / sqrt(2 * num_layers).
 NANOTRON_RESIDUAL_STD = {"135M": 0.00538, "360M": 0.00403, "1.7B": 0.00289}
 
 

@@ -7,7 +7,7 @@ import pytest
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.models import PRESETS, count_parameters, extend_context, preset_config, rope_theta
 
-# ../shared/REFERENCE.md: exact parameter counts of the published shapes (v1 used the same shapes).
+# Exact parameter counts (the released SmolLM2 safetensors) of the published shapes (v1 used the same shapes).
 PUBLISHED = {"135M": 134_515_008, "360M": 361_821_120, "1.7B": 1_711_376_384}
 
 

@@ -8,7 +8,7 @@ from smollm2_recipes.data.stages import DataArguments
 from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
 from smollm2_recipes.training.context_extension import ExtensionStartArguments, PasskeyArguments
 
-# size: (peak lr, tokens per step, steps, decay steps)  -- ../shared/REFERENCE.md
+# size: (peak lr, tokens per step, steps, decay steps)  -- huggingface/smollm text/pretraining/smollm2/*.yaml
 PUBLISHED = {"135M": (3e-3, 64 * 8 * 2048, 2_000_000, 400_000), "360M": (3e-3, 128 * 6 * 2048, 2_600_000, 520_000),
              "1.7B": (5e-4, 256 * 4 * 2048, 5_240_000, 524_000)}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from smollm2_recipes.errors import UserError
 
-# SmolLM2 pretraining (every size): 2048 positions, RoPE theta 10000 (REFERENCE.md, the released configs' base).
+# SmolLM2 pretraining (every size): 2048 positions, RoPE theta 10000 (huggingface/smollm pretraining configs).
 PRETRAIN_CONTEXT = 2048
 PRETRAIN_ROPE_THETA = 10000.0
 
@@ -135,7 +135,7 @@ def run_passkey(model_dir: str, passkey_args: PasskeyArguments, output_dir: str)
 
     if passkey_args.passkey_samples <= 0:
         return None
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)  # evaluate in fp32 (REFERENCE.md)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)  # evaluate in fp32: the model is small and bf16 logits shift the loss
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = evaluate_passkey(model, tokenizer, passkey_args.passkey_lengths, passkey_args.passkey_depths,
                               passkey_args.passkey_samples, passkey_args.passkey_seed)

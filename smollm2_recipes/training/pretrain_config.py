@@ -30,7 +30,7 @@ class PretrainConfig(NoSavedSecrets, TrainingArguments):
     """`TrainingArguments` with the published SmolLM2 optimisation as defaults and the pretraining extras
     (hub_token never saved in training_args.bin)."""
 
-    # Published optimisation (REFERENCE.md): AdamW (0.9, 0.95), eps 1e-8, wd 0.01, clip 1.0, warmup 2000, WSD.
+    # Published optimisation (huggingface/smollm text/pretraining/smollm2/*.yaml): AdamW (0.9, 0.95), eps 1e-8, wd 0.01, clip 1.0, warmup 2000, WSD.
     learning_rate: float = 3e-3
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
