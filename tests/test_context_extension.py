@@ -173,7 +173,7 @@ def test_a_hub_id_is_checked_through_its_config_json(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, "HuggingFaceTB/SmolLM2-1.7B", "HuggingFaceTB/not-cached"],
                          capture_output=True, text=True, env=env, check=True).stdout.splitlines()
     assert out[0].startswith("'HuggingFaceTB/SmolLM2-1.7B' is already context-extended (max_position_embeddings 8192, rope_theta 130000")
-    assert out[1].startswith("cannot read config.json of 'HuggingFaceTB/not-cached' from the Hub")
+    assert out[1].startswith("'HuggingFaceTB/not-cached' is not a local folder or file, and as a Hub id it is not in the local cache")
 
 
 def test_the_released_smollm2_is_refused_by_its_config(instruct_model_path):

@@ -138,7 +138,7 @@ def evaluate_model(model: str, specs: list[TaskSpec], config: EvalConfig, output
 def evaluate(config: EvalConfig) -> dict:
     """The whole `smollm2 eval`: check, run, save results.json / results.md (and curves for checkpoints)."""
     from smollm2_recipes.assets import resolve
-    from smollm2_recipes.evaluation import checkpoints as ck
+    from smollm2_recipes.evaluation import checkpoint_sweep as ck
     from smollm2_recipes.evaluation.results import save
 
     specs = parse_tasks(config.tasks)
