@@ -96,6 +96,10 @@ CASES: list[tuple] = [
     ("sft-template-missing", ["sft", S, "--chat_template_path", "nope.jinja", *NEW], "chat_template_path 'nope.jinja'"),
     ("sft-unknown-key", ["sft", S, "--max_seq_lenght", "8", *NEW], "Unknown key 'max_seq_lenght'"),
     ("sft-liger-on-cpu", ["sft", S, "--use_liger_kernel", "true", *NEW], "use_liger_kernel"),
+    ("sft-data-broken-line", ["sft", S, "--model_name_or_path", "{w}/micro_model", "--dataset_mixture", '[{"path": "{w}/broken_line.jsonl"}]', *NEW],
+     "broken_line.jsonl line 2 is not a JSON object"),
+    ("sft-data-empty-file", ["sft", S, "--model_name_or_path", "{w}/micro_model", "--dataset_mixture", '[{"path": "{w}/empty.jsonl"}]', *NEW],
+     "holds no rows"),
     ("sft-qlora-on-cpu", ["sft", S, "--load_in_4bit", "true", *NEW], "QLoRA"),
     # ---- dpo
     ("dpo-no-sft-yet", ["dpo", D, *NEW], "output of `smollm2 sft`"),
@@ -175,6 +179,8 @@ def world(tmp_path_factory) -> Path:
     (w / "unknown_key.yaml").write_text((REPO / "recipes/smollm2/tiny/pretrain.yaml").read_text() + "\nlerning_rate: 1.0e-3\n")
     (w / "a_file.txt").write_text("not a folder\n")
     (w / "docs.jsonl").write_text('{"text": "one document"}\n')
+    (w / "broken_line.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n{not json\n')
+    (w / "empty.jsonl").write_text("")
     finished = w / "finished_pretrain"
     finished.mkdir()
     for name in ("run_complete.json", "plan.json"):

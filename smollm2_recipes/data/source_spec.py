@@ -17,6 +17,7 @@ file goes through `datasets.load_dataset` with the json/parquet/csv/text builder
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -150,11 +151,31 @@ def _one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+@contextlib.contextmanager
+def _quiet_datasets():
+    """datasets' own error log and progress bar around a local file's conversion: a broken file must end in one
+    line (ours, below), not three. Its public switches: huggingface.co/docs/datasets/package_reference/utilities"""
+    import datasets
+
+    verbosity, bars_were_on = datasets.logging.get_verbosity(), not datasets.utils.are_progress_bars_disabled()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if bars_were_on:
+            datasets.enable_progress_bars()
+
+
 def _load(spec: SourceSpec, what: str, *args, **kwargs):
     import datasets
 
     try:
-        return datasets.load_dataset(*args, **kwargs)
+        if spec.is_hub:  # downloads keep their progress bars
+            return datasets.load_dataset(*args, **kwargs)
+        with _quiet_datasets():
+            return datasets.load_dataset(*args, **kwargs)
     except (FileNotFoundError, ValueError, ConnectionError, OSError, UnicodeDecodeError) as err:
         raise UserError(f"source '{spec.name}': cannot load dataset {what}: {_one_line(err)}") from None
     except Exception as err:  # datasets raises its own types (DatasetNotFoundError, ...) for unknown ids
@@ -213,6 +234,26 @@ def _utf8_file(path: Path, counters: dict | None) -> Path:
     return out
 
 
+def _name_the_broken_line(spec: SourceSpec, files: list[Path]) -> None:
+    """datasets' json builder says only that generation failed: find the first line that is not a JSON object."""
+    import json
+
+    for path in files:
+        if path.suffix != ".jsonl":
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    ok = isinstance(json.loads(line), dict)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise UserError(f"source '{spec.name}': {path} line {number} is not a JSON object "
+                                    f"({line.strip()[:40]!r}); fix or remove that line.") from None
+
+
 def load_files(spec: SourceSpec, files: list[Path], counters: dict | None = None):
     """Local data files of one source, in order, as one `datasets.Dataset` through datasets' packaged
     builders (json / parquet / csv / text, a .txt file being one document). Empty files hold no rows;
@@ -230,7 +271,12 @@ def load_files(spec: SourceSpec, files: list[Path], counters: dict | None = None
             group = [_utf8_file(f, counters) for f in group]
         extra = {"sample_by": "document"} if builder == "text" else {}
         where = str(group[0]) + (f" (+{len(group) - 1} files)" if len(group) > 1 else "")
-        parts.append(_load(spec, where, builder, data_files=[str(f) for f in group], split="train", **extra))
+        try:
+            parts.append(_load(spec, where, builder, data_files=[str(f) for f in group], split="train", **extra))
+        except UserError:
+            if builder == "json":
+                _name_the_broken_line(spec, group)
+            raise
     if not parts:
         return datasets.Dataset.from_dict({spec.text_column: []})
     if len(parts) > 1 and len({tuple(p.column_names) for p in parts}) > 1 and all(spec.text_column in p.column_names for p in parts):

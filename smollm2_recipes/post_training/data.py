@@ -321,6 +321,8 @@ def load_mixture(args: ChatDataArguments, kind: str, seed: int, tokenizer=None, 
     parts, report = [], {"sources": [], "dropped": Counter(), "kept": 0}
     for src in mixture.sources:
         ds = load_rows(src, kind, policy)
+        if hasattr(ds, "__len__") and len(ds) == 0:  # (a streamed Hub split has no length)
+            raise UserError(f"source '{src.name}' holds no rows (an empty file or split); give it data or remove it from the mixture.")
         ds = _weighted(ds, src.weight, seed)
         clean, dropped = clean_rows(ds, kind, tokenizer, max_prompt_length)
         report["sources"].append({"name": src.name, "split": src.split, "weight": src.weight, "rows": len(ds),
