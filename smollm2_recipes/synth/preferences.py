@@ -108,10 +108,31 @@ def _flatten(rows: list[dict]) -> list[dict]:
             gens += [g for g in per_model]
             models += [name[0] if isinstance(name, list) else name] * len(per_model)
         row["generations"], row["generation_models"] = gens, models
+        reasons = _finish_reasons(row.get("distilabel_metadata"))
+        row["finish_reasons"] = reasons if len(reasons) == len(gens) else [None] * len(gens)
     return rows
 
 
+def _finish_reasons(metadata) -> list:
+    """The generators' `finish_reasons` statistics ("stop" / "length"), in the order of the generations:
+    distilabel keeps one metadata dict per generation (group_generations), merged in the branches' order."""
+    out = []
+    for item in metadata if isinstance(metadata, list) else [metadata or {}]:
+        for key in sorted(k for k in (item or {}) if k.startswith("statistics_generator_")):
+            stats = item[key]
+            for stat in stats if isinstance(stats, list) else [stats]:
+                reasons = (stat or {}).get("finish_reasons")
+                out += reasons if isinstance(reasons, list) else [reasons]
+    return out
+
+
 def _scores(row: dict, verifier: str) -> list[float | None]:
+    """One score per generation; None for an empty one or one cut at max_new_tokens (never chosen or rejected)."""
+    cut = [r == "length" for r in row.get("finish_reasons") or [False] * len(row["generations"])]
+    return [None if c else s for s, c in zip(_raw_scores(row, verifier), cut)]
+
+
+def _raw_scores(row: dict, verifier: str) -> list[float | None]:
     gens = row["generations"]
     if verifier == "arith":
         from smollm2_recipes.data import arith
@@ -127,10 +148,11 @@ def _scores(row: dict, verifier: str) -> list[float | None]:
 def pairs(rows: list[dict], verifier: str, seed: int) -> tuple[list[dict], dict]:
     """chosen = best-scored response, rejected = worst; counts the prompts that gave no pair and why."""
     rng = random.Random(seed)
-    out, counts = [], {"no_score": 0, "no_contrast": 0, "null_scores": 0, "empty_generations": 0}
+    out, counts = [], {"no_score": 0, "no_contrast": 0, "null_scores": 0, "empty_generations": 0, "truncated_dropped": 0}
     for row in rows:
         scores = _scores(row, verifier)
         counts["empty_generations"] += sum(not g for g in row["generations"])
+        counts["truncated_dropped"] += sum(r == "length" for r in row.get("finish_reasons") or [])
         counts["null_scores"] += sum(s is None for s in scores)
         scored = [(s, i) for i, s in enumerate(scores) if s is not None]
         if len(scored) < 2:
@@ -149,7 +171,7 @@ def pairs(rows: list[dict], verifier: str, seed: int) -> tuple[list[dict], dict]
             "score_chosen": best, "score_rejected": worst,
             "chosen_model": row["generation_models"][c], "rejected_model": row["generation_models"][r],
         })
-    return out, {"prompts": len(rows), "pairs": len(out), "verifier": verifier, **counts}
+    return out, {"prompts": len(rows), "pairs": len(out), "preference_pairs": len(out), "verifier": verifier, **counts}
 
 
 def main(argv: list[str]) -> int:
@@ -167,6 +189,7 @@ def main(argv: list[str]) -> int:
         rows = runner.run_pipeline("smollm2-preferences-judge", args, lambda: _judge_dag(args), dataset=rows)
     out, summary = pairs(rows, verifier, args.seed)
     runner.write_jsonl(Path(args.output_dir) / "scored.jsonl",
-                       [{k: r.get(k) for k in ("instruction", "generations", "generation_models", "ratings", "answer", "constraints")} for r in rows])
+                       [{k: r.get(k) for k in ("instruction", "generations", "generation_models", "finish_reasons", "ratings", "answer", "constraints")}
+                        for r in rows])
     runner.save_outputs(args, out, summary)
     return 0
