@@ -100,7 +100,7 @@ def _judge_dag(args: PreferenceArgs):
     UltraFeedback(name="judge", llm=llm, aspect="overall-rating", input_batch_size=args.batch_size)
 
 
-def _flatten(rows: list[dict]) -> list[dict]:
+def _flatten(rows: list[dict], max_new_tokens: int) -> list[dict]:
     for row in rows:
         gens, models = [], []
         for per_model, name in zip(row["generations_by_model"], row["models"]):
@@ -108,20 +108,25 @@ def _flatten(rows: list[dict]) -> list[dict]:
             gens += [g for g in per_model]
             models += [name[0] if isinstance(name, list) else name] * len(per_model)
         row["generations"], row["generation_models"] = gens, models
-        reasons = _finish_reasons(row.get("distilabel_metadata"))
+        reasons = _finish_reasons(row.get("distilabel_metadata"), max_new_tokens)
         row["finish_reasons"] = reasons if len(reasons) == len(gens) else [None] * len(gens)
     return rows
 
 
-def _finish_reasons(metadata) -> list:
+def _finish_reasons(metadata, max_new_tokens: int) -> list:
     """The generators' `finish_reasons` statistics ("stop" / "length"), in the order of the generations:
-    distilabel keeps one metadata dict per generation (group_generations), merged in the branches' order."""
+    distilabel keeps one metadata dict per generation (group_generations), merged in the branches' order.
+    A backend that reports only token counts: a generation that used all max_new_tokens counts as cut."""
     out = []
     for item in metadata if isinstance(metadata, list) else [metadata or {}]:
         for key in sorted(k for k in (item or {}) if k.startswith("statistics_generator_")):
             stats = item[key]
             for stat in stats if isinstance(stats, list) else [stats]:
-                reasons = (stat or {}).get("finish_reasons")
+                stat = stat or {}
+                reasons = stat.get("finish_reasons")
+                if reasons is None and stat.get("output_tokens") is not None:
+                    counts = stat["output_tokens"] if isinstance(stat["output_tokens"], list) else [stat["output_tokens"]]
+                    reasons = [None if n is None else ("length" if n >= max_new_tokens else "stop") for n in counts]
                 out += reasons if isinstance(reasons, list) else [reasons]
     return out
 
@@ -182,7 +187,7 @@ def main(argv: list[str]) -> int:
 
         validate_llm(spec, f"generators[{i}]")
     prompts = build_prompts(args)
-    rows = _flatten(runner.run_pipeline("smollm2-preferences", args, lambda: _generation_dag(args, prompts)))
+    rows = _flatten(runner.run_pipeline("smollm2-preferences", args, lambda: _generation_dag(args, prompts)), args.max_new_tokens)
     if verifier == "judge":
         for row in rows:  # distilabel's cache keys batches on content; keep only what the judge needs
             row.pop("distilabel_metadata", None)

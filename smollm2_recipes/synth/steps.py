@@ -1,7 +1,7 @@
 """Small distilabel steps the synth pipelines share. Module level so distilabel can pickle them into its
-step processes (or Ray actors)."""
+step processes (or Ray actors). No `from __future__ import annotations`: distilabel reads the real
+`StepInput` annotation of `process`."""
 
-from __future__ import annotations
 
 from distilabel.steps import Step, StepInput
 
@@ -15,11 +15,11 @@ class KeepStatistics(Step):
     column: str = "generation_statistics"
 
     @property
-    def inputs(self) -> list[str]:
+    def inputs(self) -> "list[str]":
         return []
 
     @property
-    def outputs(self) -> list[str]:
+    def outputs(self) -> "list[str]":
         return [self.column]
 
     def process(self, inputs: StepInput):  # type: ignore[override]
