@@ -284,7 +284,7 @@ def test_magpie_with_the_135m_writes_only_finished_turns_that_train_with_smollm2
 
 
 @pytest.mark.slow
-def test_preferences_verified_by_constraints_train_with_smollm2_dpo(tmp_path, micro_llm):
+def test_preferences_drop_every_response_a_random_model_never_finishes(tmp_path, micro_llm):
     from smollm2_recipes import cli
 
     out = tmp_path / "prefs"
@@ -295,20 +295,38 @@ def test_preferences_verified_by_constraints_train_with_smollm2_dpo(tmp_path, mi
     assert cli.run("synth preferences", [recipe]) == 0
     rows, summary = _rows(out / "data.jsonl"), json.loads((out / "summary.json").read_text())
     assert summary["verifier"] == "constraints" and summary["prompts"] == 4
-    assert summary["pairs"] == len(rows) >= 1
-    assert summary["pairs"] + summary["no_contrast"] + summary["no_score"] == 4
+    # a random model never ends its reply: every response is cut, none is chosen or rejected
+    assert rows == [] and summary["pairs"] == summary["preference_pairs"] == 0 and summary["no_score"] == 4
+    assert summary["truncated_dropped"] == 16
+    assert all(r["finish_reasons"] == ["length"] * 4 for r in _rows(out / "scored.jsonl"))
+
+
+@pytest.mark.slow
+def test_preferences_from_the_135m_are_verified_and_train_with_smollm2_dpo(tmp_path, micro_llm):
+    from smollm2_recipes import cli
     from smollm2_recipes.synth import ifeval
 
-    scored = {r["instruction"]: json.loads(r["constraints"]) for r in _rows(out / "scored.jsonl")}
+    out = tmp_path / "prefs135"
+    recipe = _recipe(tmp_path, "prefs135", output_dir=str(out), llm={"backend": "transformers", "model": "embedded:SmolLM2-135M-Instruct"},
+                     source="constraints", input=str(REPO / "recipes/synth/seeds/instructions.jsonl"), instruction_suffix="Answer in one sentence.",
+                     constraint_ids=["punctuation:no_comma"], num_rows=3, batch_size=3, num_generations=4, max_new_tokens=64, temperature=1.0, seed=0)
+    assert cli.run("synth preferences", [recipe]) == 0
+    rows, summary = _rows(out / "data.jsonl"), json.loads((out / "summary.json").read_text())
+    assert summary["pairs"] == len(rows) >= 1 and summary["pairs"] + summary["no_contrast"] + summary["no_score"] == 3
+    assert summary["examples"] == rows[:3]
+    scored = {r["instruction"]: r for r in _rows(out / "scored.jsonl")}
     for row in rows:
         assert [m["role"] for m in row["prompt"]] == ["user"] and row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
-        cons = scored[row["prompt"][0]["content"]]
+        source = scored[row["prompt"][0]["content"]]
+        cons = json.loads(source["constraints"])
         assert all(ifeval.check_all(row["chosen"][0]["content"], cons))  # chosen passes the checker,
-        assert not all(ifeval.check_all(row["rejected"][0]["content"], cons))  # rejected does not
+        assert not all(ifeval.check_all(row["rejected"][0]["content"], cons))  # rejected does not,
+        finished = {g.strip() for g, f in zip(source["generations"], source["finish_reasons"]) if f == "stop"}
+        assert {row["chosen"][0]["content"], row["rejected"][0]["content"]} <= finished  # and both ended on <|im_end|>
 
     dpo_out = tmp_path / "dpo"
     assert cli.run("dpo", [_recipe(tmp_path, "dpo", model_name_or_path=str(micro_llm), dataset_name=str(out / "data.jsonl"),
-                                   output_dir=str(dpo_out), max_steps=2, per_device_train_batch_size=1, max_length=128,
+                                   output_dir=str(dpo_out), max_steps=1, per_device_train_batch_size=1, max_length=128,
                                    save_strategy="no", report_to="none", learning_rate=1e-4, beta=0.5, seed=0)]) == 0
 
 

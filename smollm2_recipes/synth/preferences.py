@@ -38,6 +38,8 @@ class PreferenceArgs(runner.SynthArgs):
     judge_max_new_tokens: int = 256
     constraints_per_prompt: int = 1
     constraint_ids: Optional[list[str]] = field(default=None, metadata={"help": "restrict source constraints to these IFEval ids"})
+    instruction_suffix: Optional[str] = field(default=None, metadata={"help": "appended to each file/constraints prompt, before "
+                                                                              "its constraint (e.g. 'Answer in one or two sentences.')"})
     arith_answer_format: bool = field(default=True, metadata={"help": "ask arith answers to end with 'The answer is N.'"})
 
 
@@ -65,13 +67,14 @@ def build_prompts(args: PreferenceArgs) -> list[dict]:
         suffix = " Think step by step and end with 'The answer is N.'" if args.arith_answer_format else ""
         return [{"instruction": p.question + suffix, "answer": p.answer} for p in arith.train_problems(args.num_rows, args.seed)]
     rows = runner.read_rows(args.input or "recipes/synth/seeds/instructions.jsonl", args.prompt_column, limit=args.num_rows)
+    suffix = f" {args.instruction_suffix.strip()}" if args.instruction_suffix else ""
     if args.source == "constraints":
         out = []
         for row in rows:
             cons = ifeval.sample_constraints(rng, args.constraints_per_prompt, args.constraint_ids)
-            out.append({"instruction": f"{row[args.prompt_column]} {ifeval.describe(cons)}", "constraints": json.dumps(cons)})
+            out.append({"instruction": f"{row[args.prompt_column]}{suffix} {ifeval.describe(cons)}", "constraints": json.dumps(cons)})
         return out
-    return [{"instruction": row[args.prompt_column]} for row in rows]
+    return [{"instruction": row[args.prompt_column] + suffix} for row in rows]
 
 
 def _generation_dag(args: PreferenceArgs, prompts: list[dict]):
