@@ -259,11 +259,11 @@ def test_magpie_with_the_135m_writes_only_finished_turns_that_train_with_smollm2
     out = tmp_path / "magpie135"
     recipe = _recipe(tmp_path, "magpie135", output_dir=str(out), llm={"backend": "transformers", "model": "embedded:SmolLM2-135M-Instruct",
                                                                        "magpie_pre_query_template": "<|im_start|>user\n"},
-                     num_rows=3, batch_size=3, n_turns=1, max_new_tokens=96, dedup=False, seed=0,
+                     num_rows=4, batch_size=4, n_turns=1, max_new_tokens=192, dedup=False, seed=42,
                      system_prompts={"math": ["You are a math tutor. Keep every message to one or two sentences.", 1]})
     assert cli.run("synth magpie", [recipe]) == 0
     rows, summary, tagged = _rows(out / "data.jsonl"), json.loads((out / "summary.json").read_text()), _rows(out / "tagged.jsonl")
-    assert summary["generated"] == 3 and summary["tags_parsed"] == 3 and len(rows) >= 1
+    assert summary["generated"] == 4 and summary["tags_parsed"] == 4 and len(rows) >= 1
     assert summary["truncated_written"] == 0 and summary["turns_with_unknown_finish"] == 0
     written = [r for r in tagged if r["messages"] is not None]
     assert len(written) == len(rows) and all(r["turn_finish_reasons"] == ["stop", "stop"] for r in written)
@@ -274,7 +274,7 @@ def test_magpie_with_the_135m_writes_only_finished_turns_that_train_with_smollm2
 
     sft_out = tmp_path / "sft"
     assert cli.run("sft", [_recipe(tmp_path, "sft", model_name_or_path=str(micro_llm), dataset_name=str(out / "data.jsonl"),
-                                   output_dir=str(sft_out), max_steps=1, per_device_train_batch_size=1, max_length=128,
+                                   output_dir=str(sft_out), max_steps=1, per_device_train_batch_size=1, max_length=512,
                                    packing=False, save_strategy="no", report_to="none", learning_rate=1e-3, seed=0)]) == 0
     assert (sft_out / "model.safetensors").exists() or any(sft_out.rglob("*.safetensors"))
 
