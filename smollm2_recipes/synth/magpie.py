@@ -1,10 +1,14 @@
 """`smollm2 synth magpie RECIPE.yaml`: MagPie-Ultra-style conversations in SmolTalk form.
 
 distilabel DAG:  MagpieGenerator (weighted category system prompts, n_turns, temperature)
-                 >> TextGeneration "tagger" (difficulty / quality / category as one JSON object)
-then in Python:  validate conversations → parse tags (nulls counted) → embedding near-dup removal
-                 → filter by tags → `output_dir/data.jsonl` with a `messages` column (+ `tagged.jsonl`
-                 with every generated row and its tags, so nothing vanishes silently).
+                 >> KeepStatistics (each turn's finish reason: "stop" or "length")
+                 >> TextGeneration "tagger" (difficulty / quality / category as one JSON object, decoded
+                    under a constraint that allows only the valid objects: structured output)
+then in Python:  validate conversations → drop every turn cut at max_new_tokens (and what follows it)
+                 → parse tags (nulls counted) → embedding near-dup removal → filter by tags →
+                 `output_dir/data.jsonl` with a `messages` column (+ `tagged.jsonl` with every generated
+                 row, its finish reasons and its tags, so nothing vanishes silently).
+summary.json: `rows`, `tags_parsed` (of `tags.total`), `truncated_written` (0), `truncated_dropped`, `examples`.
 """
 
 from __future__ import annotations
