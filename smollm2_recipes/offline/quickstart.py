@@ -131,7 +131,25 @@ def _synth_rows(folder: Path) -> list[tuple[str, str]]:
             ("MagPie tags parsed as JSON", f"{magpie['tags_parsed']}/{magpie['tags_total']}"),
             ("MagPie turns cut at max_new_tokens: written (dropped)", f"{magpie['truncated_written']} ({magpie['truncated_dropped']})"),
             (f"preference pairs ({prefs.get('verifier', '?')} verifier)", f"{prefs.get('pairs')} from {prefs.get('prompts')} prompts"
-             + (f"; {prefs['no_contrast']} prompts had no right/wrong contrast" if prefs.get("no_contrast") else ""))]
+             + (f"; {prefs['no_contrast']} prompts had no right/wrong contrast" if prefs.get("no_contrast") else ""))] \
+        + _example_rows(folder)
+
+
+def _cell(text, limit: int = 140) -> str:
+    """One table cell: whitespace flattened, pipes escaped, shortened for the report (the rows are whole)."""
+    text = " ".join(str(text or "").split()).replace("|", "\\|")
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
+def _example_rows(folder: Path) -> list[tuple[str, str]]:
+    """The 3 example rows each synth summary.json carries."""
+    rows = []
+    for i, ex in enumerate(_read_json(folder / "magpie" / "summary.json").get("examples", [])[:3], 1):
+        rows.append((f"MagPie example {i}", " / ".join(f"{m['role']}: {_cell(m['content'], 100)}" for m in ex.get("messages", [])[:2])))
+    for i, ex in enumerate(_read_json(folder / "preferences" / "summary.json").get("examples", [])[:3], 1):
+        rows.append((f"preference pair example {i}", f"prompt: {_cell(ex['prompt'][0]['content'], 80)} / chosen: "
+                     f"{_cell(ex['chosen'][0]['content'], 80)} / rejected: {_cell(ex['rejected'][0]['content'], 80)}"))
+    return rows
 
 
 def _arith_rows(folder: Path) -> list[tuple[str, str]]:

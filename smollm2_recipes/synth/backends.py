@@ -76,8 +76,12 @@ def _api_key(spec: dict):
 
 
 def build_llm(spec: dict | None, *, max_new_tokens: int, temperature: float, top_p: float = 1.0,
-              magpie: bool = False, batch_size: int = 8, role: str = "llm", seed: int = 42):
-    """A distilabel LLM for `spec`. `magpie=True` turns on the pre-query template MagPie needs."""
+              magpie: bool = False, batch_size: int = 8, role: str = "llm", seed: int = 42,
+              json_choices: dict[str, list[str]] | None = None):
+    """A distilabel LLM for `spec`. `magpie=True` turns on the pre-query template MagPie needs. `json_choices`
+    ({key: [allowed values]}) constrains each reply to one JSON object of that closed set: a trie over the
+    tokenised objects with transformers, a JSON schema with vLLM (distilabel's structured output, outlines);
+    other backends answer unconstrained and the reply is parsed leniently."""
     spec = validate_llm(spec, role)
     backend = spec["backend"]
     gen = generation_kwargs(backend, max_new_tokens, temperature, top_p)
@@ -96,13 +100,17 @@ def build_llm(spec: dict | None, *, max_new_tokens: int, temperature: float, top
         return cls(model=model, tokenizer=assets.resolve(spec["tokenizer"]) if spec.get("tokenizer") else None,
                    torch_dtype=spec.get("dtype", "float32"), device=spec.get("device", "cpu"),
                    chat_template=spec.get("chat_template"), pipeline_batch_size=spec.get("batch_size", batch_size), progress_desc=f"{role} generations", seed=seed,
-                   torch_threads=spec.get("torch_threads", 1), **kwargs)
+                   torch_threads=spec.get("torch_threads", 1), json_choices=json_choices, **kwargs)
     if backend == "vllm":
         from distilabel.models.llms import vLLM
 
         extra = dict(spec.get("extra_kwargs") or {})
         if spec.get("tensor_parallel_size"):
             extra["tensor_parallel_size"] = spec["tensor_parallel_size"]
+        if json_choices:
+            from smollm2_recipes.synth.transformers_llm import json_schema
+
+            kwargs["structured_output"] = {"format": "json", "schema": json_schema(json_choices)}
         return vLLM(model=spec["model"], dtype=spec.get("dtype", "auto"), quantization=spec.get("quantization"),
                     tokenizer=spec.get("tokenizer"), chat_template=spec.get("chat_template"), extra_kwargs=extra, **kwargs)
     if backend == "vllm_server":

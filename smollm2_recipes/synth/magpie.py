@@ -1,10 +1,14 @@
 """`smollm2 synth magpie RECIPE.yaml`: MagPie-Ultra-style conversations in SmolTalk form.
 
 distilabel DAG:  MagpieGenerator (weighted category system prompts, n_turns, temperature)
-                 >> TextGeneration "tagger" (difficulty / quality / category as one JSON object)
-then in Python:  validate conversations → parse tags (nulls counted) → embedding near-dup removal
-                 → filter by tags → `output_dir/data.jsonl` with a `messages` column (+ `tagged.jsonl`
-                 with every generated row and its tags, so nothing vanishes silently).
+                 >> KeepStatistics (each turn's finish reason: "stop" or "length")
+                 >> TextGeneration "tagger" (difficulty / quality / category as one JSON object, decoded
+                    under a constraint that allows only the valid objects: structured output)
+then in Python:  validate conversations → drop every turn cut at max_new_tokens (and what follows it)
+                 → parse tags (nulls counted) → embedding near-dup removal → filter by tags →
+                 `output_dir/data.jsonl` with a `messages` column (+ `tagged.jsonl` with every generated
+                 row, its finish reasons and its tags, so nothing vanishes silently).
+summary.json: `rows`, `tags_parsed` (of `tags.total`), `truncated_written` (0), `truncated_dropped`, `examples`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Optional
 
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.synth import runner
-from smollm2_recipes.synth.structured import Tally, parse_fields
+from smollm2_recipes.synth.structured import OK, Tally, parse_fields
 
 DIFFICULTIES = ["very easy", "easy", "medium", "hard", "very hard"]
 QUALITIES = ["very poor", "poor", "average", "good", "excellent"]
@@ -71,6 +75,34 @@ def to_messages(row: dict) -> list[dict] | None:
     return [{"role": m["role"], "content": m["content"].strip()} for m in conv]
 
 
+def turn_finish_reasons(row: dict, max_new_tokens: int) -> list[str | None]:
+    """Why each generated turn (user, assistant, user, ...) ended: "stop" (the model's own end of turn) or
+    "length" (cut at max_new_tokens). From the LLM's `finish_reasons` statistics where the backend gives them,
+    else from its output token count (a turn that used every allowed token counts as cut); None if unknown."""
+    stats = row.get("magpie_statistics") or (row.get("distilabel_metadata") or {}).get("statistics_magpie") or {}
+    if stats.get("finish_reasons"):
+        return list(stats["finish_reasons"])
+    return [None if n is None else ("length" if n >= max_new_tokens else "stop") for n in stats.get("output_tokens") or []]
+
+
+def drop_truncated_turns(messages: list[dict] | None, reasons: list[str | None]) -> tuple[list[dict] | None, int]:
+    """The conversation up to its last complete user/assistant exchange before the first turn cut at
+    max_new_tokens (None if no exchange is left), and how many generated turns were dropped with the cut one."""
+    if messages is None:
+        return None, 0
+    system = [m for m in messages if m["role"] == "system"]
+    turns = [m for m in messages if m["role"] != "system"]
+    cut = next((i for i, r in enumerate(reasons[:len(turns)]) if r == "length"), None)
+    if cut is None:
+        return messages, 0
+    keep = cut - cut % 2  # whole exchanges only: a user turn without its answer is no SFT row
+    return (system + turns[:keep] if keep else None), len(turns) - keep
+
+
+def _n_turns(messages: list[dict]) -> int:
+    return sum(m["role"] != "system" for m in messages)
+
+
 def _first_user(messages: list[dict] | None, row: dict) -> str:
     for m in messages or row.get("conversation") or []:
         if m["role"] == "user":
@@ -87,8 +119,9 @@ def build_dag(args: MagpieArgs, prompts: dict):
                     magpie=True, batch_size=args.batch_size, seed=args.seed, role="magpie")
     generator = MagpieGenerator(name="magpie", llm=llm, n_turns=args.n_turns, num_rows=args.num_rows, batch_size=args.batch_size,
                                 system_prompt=prompts, include_system_prompt=args.include_system_prompt)
+    tag_choices = {"difficulty": DIFFICULTIES, "quality": QUALITIES, "category": list(prompts)}
     tagger_llm = build_llm(args.tagger_llm or args.llm, max_new_tokens=args.tag_max_new_tokens, temperature=0.0,
-                           batch_size=args.batch_size, seed=args.seed, role="tagger")
+                           batch_size=args.batch_size, seed=args.seed, role="tagger", json_choices=tag_choices)
     template = (TAG_TEMPLATE.replace("{{ difficulties }}", ", ".join(DIFFICULTIES)).replace("{{ qualities }}", ", ".join(QUALITIES))
                 .replace("{{ categories }}", ", ".join(prompts)))
     if args.n_turns > 1:  # MagpieGenerator writes `conversation`; with one turn, `instruction` + `response`
@@ -96,7 +129,10 @@ def build_dag(args: MagpieArgs, prompts: dict):
                                     "{% for m in conversation if m.role == 'user' %}{% if loop.first %}{{ m.content }}{% endif %}{% endfor %}")
     tagger = TextGeneration(name="tagger", llm=tagger_llm, template=template, columns=["conversation" if args.n_turns > 1 else "instruction"],
                             output_mappings={"generation": "tags_raw", "model_name": "tagger_model"}, input_batch_size=args.batch_size)
-    step = generator >> tagger
+    from smollm2_recipes.synth.steps import KeepStatistics
+
+    keep = KeepStatistics(name="keep_statistics", source_step="magpie", column="magpie_statistics", input_batch_size=args.batch_size)
+    step = generator >> keep >> tagger
     if args.reward_model:
         from distilabel.steps import RewardModelScore
 
@@ -104,15 +140,22 @@ def build_dag(args: MagpieArgs, prompts: dict):
 
 
 def postprocess(args: MagpieArgs, rows: list[dict], categories: list[str]) -> tuple[list[dict], list[dict], dict]:
-    tally, incomplete = Tally(), 0
+    tally, incomplete, cut_turns, cut_convs, dropped_convs = Tally(), 0, 0, 0, 0
     tagged = []
     for row in rows:
         messages = to_messages(row)
         incomplete += messages is None
+        full = messages
+        reasons = turn_finish_reasons(row, args.max_new_tokens)
+        messages, dropped_turns = drop_truncated_turns(messages, reasons)
+        cut_turns += dropped_turns
+        cut_convs += dropped_turns > 0
+        dropped_convs += full is not None and messages is None
         tags, status = parse_fields(row.get("tags_raw"), {"difficulty": DIFFICULTIES, "quality": QUALITIES, "category": categories})
         tally[status] += 1
         tagged.append({"messages": messages, "system_prompt_key": row.get("system_prompt_key"), **tags,
-                       "tag_status": status, "reward": row.get("reward"), "tags_raw": row.get("tags_raw")})
+                       "tag_status": status, "reward": row.get("reward"), "tags_raw": row.get("tags_raw"),
+                       "turn_finish_reasons": reasons, "turns_dropped": dropped_turns, "generated_messages": full})
     usable = [r for r in tagged if r["messages"] is not None]
 
     duplicates = 0
@@ -139,6 +182,17 @@ def postprocess(args: MagpieArgs, rows: list[dict], categories: list[str]) -> tu
             "quality": r["quality"], "tagged_category": r["category"]} for r in kept]
     summary = {
         "generated": len(rows),
+        "rows": len(out),
+        "tags_parsed": tally[OK],
+        # checked on what is written, not assumed: a kept turn the backend reported as cut
+        "truncated_written": sum("length" in r["turn_finish_reasons"][:_n_turns(r["messages"])] for r in kept),
+        "turns_with_unknown_finish": sum(None in r["turn_finish_reasons"][:_n_turns(r["messages"])] or
+                                         len(r["turn_finish_reasons"]) < _n_turns(r["messages"]) for r in kept),
+        "truncated_dropped": sum(r["turn_finish_reasons"].count("length") for r in tagged)
+                             - sum(r["turn_finish_reasons"][:_n_turns(r["messages"])].count("length") for r in kept),
+        "turns_dropped_from_a_cut_turn_on": cut_turns,
+        "conversations_shortened_at_a_cut_turn": cut_convs - dropped_convs,
+        "conversations_dropped_at_a_cut_turn": dropped_convs,
         "incomplete_or_empty_conversations": incomplete,
         "near_duplicates_removed": duplicates,
         "filtered_by_tags": len(usable) - len(kept),

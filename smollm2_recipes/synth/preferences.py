@@ -38,6 +38,8 @@ class PreferenceArgs(runner.SynthArgs):
     judge_max_new_tokens: int = 256
     constraints_per_prompt: int = 1
     constraint_ids: Optional[list[str]] = field(default=None, metadata={"help": "restrict source constraints to these IFEval ids"})
+    instruction_suffix: Optional[str] = field(default=None, metadata={"help": "appended to each file/constraints prompt, before "
+                                                                              "its constraint (e.g. 'Answer in one or two sentences.')"})
     arith_answer_format: bool = field(default=True, metadata={"help": "ask arith answers to end with 'The answer is N.'"})
 
 
@@ -65,13 +67,14 @@ def build_prompts(args: PreferenceArgs) -> list[dict]:
         suffix = " Think step by step and end with 'The answer is N.'" if args.arith_answer_format else ""
         return [{"instruction": p.question + suffix, "answer": p.answer} for p in arith_problems.train_problems(args.num_rows, args.seed)]
     rows = runner.read_rows(args.input or "recipes/synth/seeds/instructions.jsonl", args.prompt_column, limit=args.num_rows)
+    suffix = f" {args.instruction_suffix.strip()}" if args.instruction_suffix else ""
     if args.source == "constraints":
         out = []
         for row in rows:
             cons = ifeval.sample_constraints(rng, args.constraints_per_prompt, args.constraint_ids)
-            out.append({"instruction": f"{row[args.prompt_column]} {ifeval.describe(cons)}", "constraints": json.dumps(cons)})
+            out.append({"instruction": f"{row[args.prompt_column]}{suffix} {ifeval.describe(cons)}", "constraints": json.dumps(cons)})
         return out
-    return [{"instruction": row[args.prompt_column]} for row in rows]
+    return [{"instruction": row[args.prompt_column] + suffix} for row in rows]
 
 
 def _generation_dag(args: PreferenceArgs, prompts: list[dict]):
@@ -100,7 +103,7 @@ def _judge_dag(args: PreferenceArgs):
     UltraFeedback(name="judge", llm=llm, aspect="overall-rating", input_batch_size=args.batch_size)
 
 
-def _flatten(rows: list[dict]) -> list[dict]:
+def _flatten(rows: list[dict], max_new_tokens: int) -> list[dict]:
     for row in rows:
         gens, models = [], []
         for per_model, name in zip(row["generations_by_model"], row["models"]):
@@ -108,10 +111,36 @@ def _flatten(rows: list[dict]) -> list[dict]:
             gens += [g for g in per_model]
             models += [name[0] if isinstance(name, list) else name] * len(per_model)
         row["generations"], row["generation_models"] = gens, models
+        reasons = _finish_reasons(row.get("distilabel_metadata"), max_new_tokens)
+        row["finish_reasons"] = reasons if len(reasons) == len(gens) else [None] * len(gens)
     return rows
 
 
+def _finish_reasons(metadata, max_new_tokens: int) -> list:
+    """The generators' `finish_reasons` statistics ("stop" / "length"), in the order of the generations:
+    distilabel keeps one metadata dict per generation (group_generations), merged in the branches' order.
+    A backend that reports only token counts: a generation that used all max_new_tokens counts as cut."""
+    out = []
+    for item in metadata if isinstance(metadata, list) else [metadata or {}]:
+        for key in sorted(k for k in (item or {}) if k.startswith("statistics_generator_")):
+            stats = item[key]
+            for stat in stats if isinstance(stats, list) else [stats]:
+                stat = stat or {}
+                reasons = stat.get("finish_reasons")
+                if reasons is None and stat.get("output_tokens") is not None:
+                    counts = stat["output_tokens"] if isinstance(stat["output_tokens"], list) else [stat["output_tokens"]]
+                    reasons = [None if n is None else ("length" if n >= max_new_tokens else "stop") for n in counts]
+                out += reasons if isinstance(reasons, list) else [reasons]
+    return out
+
+
 def _scores(row: dict, verifier: str) -> list[float | None]:
+    """One score per generation; None for an empty one or one cut at max_new_tokens (never chosen or rejected)."""
+    cut = [r == "length" for r in row.get("finish_reasons") or [False] * len(row["generations"])]
+    return [None if c else s for s, c in zip(_raw_scores(row, verifier), cut)]
+
+
+def _raw_scores(row: dict, verifier: str) -> list[float | None]:
     gens = row["generations"]
     if verifier == "arith":
         from smollm2_recipes.offline import arith_problems
@@ -127,10 +156,11 @@ def _scores(row: dict, verifier: str) -> list[float | None]:
 def pairs(rows: list[dict], verifier: str, seed: int) -> tuple[list[dict], dict]:
     """chosen = best-scored response, rejected = worst; counts the prompts that gave no pair and why."""
     rng = random.Random(seed)
-    out, counts = [], {"no_score": 0, "no_contrast": 0, "null_scores": 0, "empty_generations": 0}
+    out, counts = [], {"no_score": 0, "no_contrast": 0, "null_scores": 0, "empty_generations": 0, "truncated_dropped": 0}
     for row in rows:
         scores = _scores(row, verifier)
         counts["empty_generations"] += sum(not g for g in row["generations"])
+        counts["truncated_dropped"] += sum(r == "length" for r in row.get("finish_reasons") or [])
         counts["null_scores"] += sum(s is None for s in scores)
         scored = [(s, i) for i, s in enumerate(scores) if s is not None]
         if len(scored) < 2:
@@ -149,7 +179,7 @@ def pairs(rows: list[dict], verifier: str, seed: int) -> tuple[list[dict], dict]
             "score_chosen": best, "score_rejected": worst,
             "chosen_model": row["generation_models"][c], "rejected_model": row["generation_models"][r],
         })
-    return out, {"prompts": len(rows), "pairs": len(out), "verifier": verifier, **counts}
+    return out, {"prompts": len(rows), "pairs": len(out), "preference_pairs": len(out), "verifier": verifier, **counts}
 
 
 def main(argv: list[str]) -> int:
@@ -160,13 +190,14 @@ def main(argv: list[str]) -> int:
 
         validate_llm(spec, f"generators[{i}]")
     prompts = build_prompts(args)
-    rows = _flatten(runner.run_pipeline("smollm2-preferences", args, lambda: _generation_dag(args, prompts)))
+    rows = _flatten(runner.run_pipeline("smollm2-preferences", args, lambda: _generation_dag(args, prompts)), args.max_new_tokens)
     if verifier == "judge":
         for row in rows:  # distilabel's cache keys batches on content; keep only what the judge needs
             row.pop("distilabel_metadata", None)
         rows = runner.run_pipeline("smollm2-preferences-judge", args, lambda: _judge_dag(args), dataset=rows)
     out, summary = pairs(rows, verifier, args.seed)
     runner.write_jsonl(Path(args.output_dir) / "scored.jsonl",
-                       [{k: r.get(k) for k in ("instruction", "generations", "generation_models", "ratings", "answer", "constraints")} for r in rows])
+                       [{k: r.get(k) for k in ("instruction", "generations", "generation_models", "finish_reasons", "ratings", "answer", "constraints")}
+                        for r in rows])
     runner.save_outputs(args, out, summary)
     return 0

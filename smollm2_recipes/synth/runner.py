@@ -35,6 +35,9 @@ class SynthArgs:
     push_to_hub: bool = False
     hub_repo_id: Optional[str] = None
     hub_private: bool = True
+    ray: bool = field(default=False, metadata={"help": "run the distilabel pipeline on Ray (Pipeline.ray()): one step replica per actor"})
+    ray_address: Optional[str] = field(default=None, metadata={"help": "with --ray: a cluster's host:port; default $RAY_ADDRESS, "
+                                                                       "else a Ray instance started on this machine for the run"})
 
 
 def check_common(args: SynthArgs) -> None:
@@ -46,6 +49,35 @@ def check_common(args: SynthArgs) -> None:
             raise UserError(f"'{key}' must be >= 1, got {getattr(args, key)}.")
     if args.push_to_hub and not args.hub_repo_id:
         raise UserError("push_to_hub: true needs hub_repo_id (e.g. your-name/my-smoltalk).")
+    if args.ray:
+        check_ray(ray_address(args))
+    elif args.ray_address:
+        raise UserError("ray_address is set but ray is not: add --ray to run on that cluster.")
+
+
+def ray_address(args: SynthArgs) -> str:
+    """Where `--ray` runs: the recipe's / flag's address, else $RAY_ADDRESS (set by `ray job submit`), else
+    "local" (a Ray instance started for this run; never an unrelated cluster found on the machine)."""
+    return args.ray_address or os.environ.get("RAY_ADDRESS") or "local"
+
+
+def check_ray(address: str) -> None:
+    """Fail in one line, before any model loads, when Ray is missing or its address does not answer."""
+    import importlib.util
+    import socket
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("--ray needs the `ray` package: pip install 'ray[default]==2.60.0'.")
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").removeprefix("http://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"ray_address {address!r}: expected host:port (e.g. 10.0.0.1:6379), ray://host:port or 'local'.")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as err:
+        raise UserError(f"Ray address {address} is unreachable ({err.strerror or err}); start Ray there "
+                        "(`ray start --head`) or leave out ray_address to run on a local Ray instance.") from None
 
 
 def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: list[dict] | None = None) -> list[dict]:
@@ -67,10 +99,24 @@ def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: 
         _drop_incomplete_step_caches(cache / name)
     with Pipeline(name=name, cache_dir=str(cache)) as pipeline:
         build()
+    started_ray = False
+    if args.ray:
+        import ray
+
+        address = ray_address(args)
+        started_ray = address == "local" and not ray.is_initialized()
+        # distilabel's own `ray_head_node_url` path asks Ray to pip-install the pipeline's requirements on
+        # each node; passing the address through ray.init's kwargs joins the cluster as it is.
+        init = {"address": address, "include_dashboard": False} if address == "local" else {"address": address}
+        pipeline = pipeline.ray(ray_init_kwargs=init)
     try:
         distiset = pipeline.run(**kwargs)
     finally:
         _detach_distilabel_logging()
+        if started_ray:
+            import ray
+
+            ray.shutdown()  # stops the local instance this run started
     if distiset is None or getattr(pipeline, "_stop_called", False):
         raise UserError(f"The {name} pipeline stopped before finishing; re-run the same command to resume from {cache}.")
     split = next(iter(distiset.values()))
@@ -153,17 +199,17 @@ def read_rows(path: str, text_column: str | None = None, limit: int | None = Non
 
 def save_outputs(args: SynthArgs, rows: list[dict], summary: dict, name: str = "data.jsonl") -> Path:
     """Write rows as `output_dir/data.jsonl` (loads with `datasets.load_dataset("json", ...)`), the summary as
-    `output_dir/summary.json`, print the summary, and push to the Hub when the recipe asks."""
+    `output_dir/summary.json` (with the first 3 rows as `examples`), print the summary, and push to the Hub when the recipe asks."""
     out = Path(args.output_dir)
     path = write_jsonl(out / name, rows)
-    summary = {"rows_written": len(rows), "output": str(path), **summary}
+    summary = {"rows_written": len(rows), "output": str(path), **summary, "examples": rows[:3]}
     if args.push_to_hub:
         from datasets import Dataset
 
         Dataset.from_list(rows).push_to_hub(args.hub_repo_id, private=args.hub_private)
         summary["pushed_to"] = args.hub_repo_id
     write_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    print(json.dumps(summary, indent=2, default=str), file=sys.stderr)
+    print(json.dumps({k: v for k, v in summary.items() if k != "examples"}, indent=2, default=str), file=sys.stderr)
     print(f"wrote {len(rows)} rows to {path}")
     return path
 
