@@ -138,6 +138,8 @@ CASES: list[tuple] = [
     ("corpus-build-unknown", ["corpus", "build", "nonsense"], "nonsense"),
     # ---- synth, curate
     ("synth-magpie-missing-recipe", ["synth", "magpie", "{w}/missing.yaml"], "does not exist"),
+    ("synth-magpie-unknown-category", ["synth", "magpie", "{r}/synth/tiny_magpie.yaml", "--categories", "poetry", "--output_dir", "{w}/new_run"],
+     "'poetry' is not one of the recipe's categories"),
     ("synth-preferences-missing-recipe", ["synth", "preferences", "{w}/missing.yaml"], "does not exist"),
     ("synth-rewrite-missing-recipe", ["synth", "rewrite", "{w}/missing.yaml"], "does not exist"),
     ("synth-summarize-recipe-is-dir", ["synth", "summarize", "{w}/recipe_dir"], "is a directory"),

@@ -57,6 +57,12 @@ def _check(args: MagpieArgs) -> None:
     for d in args.difficulties or []:
         if d not in DIFFICULTIES:
             raise UserError(f"difficulty '{d}' is not valid. Valid: {', '.join(DIFFICULTIES)}.")
+    from smollm2_recipes.synth.categories import system_prompts
+
+    prompts = system_prompts(args.system_prompts)
+    for category in args.categories or []:  # a filter on a category the tagger cannot give would keep nothing
+        if category not in prompts:
+            raise UserError(f"categories: '{category}' is not one of the recipe's categories; valid: {', '.join(prompts)}.")
 
 
 def to_messages(row: dict) -> list[dict] | None:
@@ -205,8 +211,7 @@ def postprocess(args: MagpieArgs, rows: list[dict], categories: list[str]) -> tu
 def main(argv: list[str]) -> int:
     from smollm2_recipes.synth.categories import system_prompts
 
-    (args,) = runner.parse_args([MagpieArgs], argv)
-    _check(args)
+    (args,) = runner.parse_args([MagpieArgs], argv, check=_check)
     prompts = system_prompts(args.system_prompts)
     rows = runner.run_pipeline("smollm2-magpie", args, lambda: build_dag(args, prompts))
     out, tagged, summary = postprocess(args, rows, list(prompts))

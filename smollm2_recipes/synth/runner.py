@@ -214,11 +214,15 @@ def save_outputs(args: SynthArgs, rows: list[dict], summary: dict, name: str = "
     return path
 
 
-def parse_args(types: list[type], argv: list[str]):
+def parse_args(types: list[type], argv: list[str], check: Callable[[Any], Any] | None = None):
+    """Parse, validate (the common checks, then the kind's own `check(args)`), and only then save the resolved
+    config into the output folder."""
     from smollm2_recipes import recipe_parsing
 
     parsed = recipe_parsing.parse(types, argv)
     args = parsed[0]
     check_common(args)
+    if check is not None:
+        check(args)
     recipe_parsing.save_resolved_config(args.output_dir, *parsed)
     return parsed
