@@ -242,3 +242,17 @@ def test_stage_schedule_matches_the_greedy_walk_and_repeats_without_drift():
         for i, w in enumerate(odd):
             assert abs(seen[i] - w * (b + 1)) <= 1 + (b + 1) / 97, (b, i)
     assert list(long.taken(5_000)) == seen
+
+
+def test_on_the_fly_a_source_read_over_and_over_is_warned_about_once(files, capsys, monkeypatch):
+    from smollm2_recipes.data import sources
+
+    stream = build_stream(two_stages(files), tokenizer())
+    blocks(stream)
+    assert "warning:" not in capsys.readouterr().err  # the default threshold (a thousand passes) is far away
+    passes = int(stream.stats()["small"]["epochs"])
+    assert passes >= 2
+    monkeypatch.setattr(sources, "REPEAT_WARNING", 2)
+    blocks(build_stream(two_stages(files), tokenizer()))
+    err = capsys.readouterr().err
+    assert err.count("warning: source 'small'") == 1 and "starts pass 2 over its documents" in err

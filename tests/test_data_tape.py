@@ -213,14 +213,14 @@ def test_same_seed_same_bytes_other_seed_other_order(shards):
 
 
 def test_a_source_read_over_and_over_is_warned_about_once(shards, capsys, monkeypatch):
-    from smollm2_recipes.data import mixture
+    from smollm2_recipes.data import sources
 
     recipe, out, _ = shards
     stream = build_stream(data_args(recipe, shards_dir=out), tokenizer())
     assert "warning:" not in capsys.readouterr().err  # the default threshold (thousands of epochs) is not reached
     tiny = stream.tapes["tiny"]
     epochs = sum(seg.blocks for seg in tiny.segments) * SEQ / tiny.epoch_tokens(0)
-    monkeypatch.setattr(mixture, "REPEAT_WARNING", epochs)  # the tiny source sits exactly at the threshold
+    monkeypatch.setattr(sources, "REPEAT_WARNING", epochs)  # the tiny source sits exactly at the threshold
     build_stream(data_args(recipe, shards_dir=out), tokenizer(), rank=0, world_size=2)
     err = capsys.readouterr().err
     assert err.count("warning: source 'tiny' holds") == 1 and f"repeats {epochs:,.0f} times" in err

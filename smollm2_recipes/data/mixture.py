@@ -36,6 +36,7 @@ import torch
 
 from smollm2_recipes.data.stages import DataArguments, StageSpec
 from smollm2_recipes.data.packing import SourcePacker, document_position_ids
+from smollm2_recipes.data import sources as data_sources
 from smollm2_recipes.data.sources import open_source
 from smollm2_recipes.data.tape import SourceTape
 from smollm2_recipes.errors import UserError
@@ -111,9 +112,6 @@ class StageSchedule:
         return q * self.per_period + self.prefix[r]
 
 
-REPEAT_WARNING = 1000  # epochs of one source over the run that draw a warning
-
-
 class PretrainStream(torch.utils.data.IterableDataset):
     """Yields {"input_ids", "labels"(, "position_ids")} LongTensors of length seq_len for this rank."""
 
@@ -172,7 +170,7 @@ class PretrainStream(torch.utils.data.IterableDataset):
             blocks = sum(seg.blocks for seg in tape.segments)
             kept = tape.epoch_tokens(0)
             epochs = blocks * self.seq_len / kept if kept else 0.0
-            if epochs >= REPEAT_WARNING:
+            if epochs >= data_sources.REPEAT_WARNING:
                 print(f"warning: source '{name}' holds {kept:,} tokens and the run reads {blocks * self.seq_len:,} of it: it repeats "
                       f"{epochs:,.0f} times; add data to it or lower its weight.", file=sys.stderr)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import sys
 import zlib
 from pathlib import Path
 from typing import Any, Iterator
@@ -163,6 +164,9 @@ MAX_GROWTH = 64  # batches grow to 64x the first one: big batches keep every cor
 MAX_BATCH_CHARS = 1 << 20  # ...but no bigger than ~1M characters: the tokenizer's per-token objects bound memory
 
 
+REPEAT_WARNING = 1000  # passes over one source's documents that draw a warning (shards: mixture.py checks it up front)
+
+
 class DocumentSource:
     """Base: `iter_documents(state)` yields (tokens, state_after) forever, epoch after epoch."""
 
@@ -179,6 +183,15 @@ class DocumentSource:
 
     def epochs(self, state: dict) -> float:
         return float(state.get("epoch", 0))
+
+    def _next_epoch(self, epoch: int) -> int:
+        """Count a new pass; at REPEAT_WARNING passes say so once (accepted, but a source read that often is
+        memorised, and its share of the mixture is mostly repeats)."""
+        if epoch == REPEAT_WARNING and not getattr(self, "_repeat_warned", False):
+            self._repeat_warned = True
+            print(f"warning: source '{self.name}' ({self.spec.path}) starts pass {epoch:,} over its documents: add data to "
+                  "it or lower its weight.", file=sys.stderr)
+        return epoch
 
     def _empty_epoch(self):
         raise UserError(f"source '{self.name}' ({self.spec.path}) has no usable documents: a whole pass gave 0 tokens.")
@@ -223,7 +236,7 @@ class MapSource(DocumentSource):
                 pos += len(texts)
             if fresh and yielded == 0:
                 self._empty_epoch()
-            epoch, pos = epoch + 1, 0
+            epoch, pos = self._next_epoch(epoch + 1), 0
 
 
 class StreamSource(DocumentSource):
@@ -282,7 +295,7 @@ class StreamSource(DocumentSource):
                 docs_this_epoch += len(rows)
             if docs_this_epoch == 0:
                 raise UserError(f"source '{self.name}' ({self.spec.path}) is empty: it has 0 documents.")
-            epoch += 1
+            epoch = self._next_epoch(epoch + 1)
 
 
 def open_source(spec: SourceSpec, tokenizer, seed: int, split_kind: str = "train",
