@@ -22,6 +22,9 @@ from smollm2_recipes.preflight import check_training_services
 from smollm2_recipes.runkit.files import write_atomic
 from smollm2_recipes.runkit.validation import check_numbers, reject_unknown_keys
 
+# Recipe blocks another command reads: `executor:` holds `smollm2 data tokenize`'s Slurm / Ray settings.
+OTHER_COMMANDS_KEYS = {"executor"}
+
 # old key -> (new key or None to drop, why). Values of mapped keys are carried over unchanged.
 LEGACY_KEYS: dict[str, tuple[str | None, str]] = {
     "warmup_ratio": ("warmup_steps", "transformers 5 removed warmup_ratio; a float warmup_steps < 1 is a ratio"),
@@ -132,6 +135,8 @@ def normalise_keys(recipe: dict[str, Any], types: Iterable[type], where: str, no
             value = new_value
         if key in valid or key in _PARSER_KEYS:
             out[key] = value
+            continue
+        if key in OTHER_COMMANDS_KEYS:  # one recipe serves both: the training stage leaves this block alone
             continue
         if key == "use_flash_attention_2" and "attn_implementation" in valid:
             if value and "attn_implementation" not in recipe:

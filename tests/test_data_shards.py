@@ -257,3 +257,24 @@ def test_data_commands_report_bad_input_as_one_line(recipe, tmp_path, capsys):
     assert cli.run("data tokenize", [str(bad), "--output_dir", str(tmp_path / "x")]) == 2
     assert "error: source 'prose': weight -1.0 is invalid" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_recipes_executor_block_feeds_tokenize_and_pretraining_leaves_it_alone(recipe, tmp_path, capsys, monkeypatch):
+    """One recipe for both commands: `executor:` gives `data tokenize` its Slurm settings (flags override
+    them), and `smollm2 pretrain` parses the same file without calling the block an unknown key."""
+    from smollm2_recipes.data.stages import DataArguments
+    from smollm2_recipes.recipe_parsing import parse
+    from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig
+
+    raw = json.loads(recipe.read_text())
+    raw["executor"] = {"slurm": {"partition": "from-recipe", "time": "01:00:00"}}
+    with_block = tmp_path / "with_executor.yaml"
+    with_block.write_text(json.dumps(raw))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin") + os.pathsep + os.environ["PATH"])
+    out = tmp_path / "x"
+    assert cli.run("data tokenize", [str(with_block), "--output_dir", str(out), "--executor", "slurm", "--dry_run",
+                                     "--slurm_time", "03:00:00"]) == 0
+    script = (out / "logs" / "tokenize" / "launch_script.slurm").read_text()
+    assert "#SBATCH --partition=from-recipe" in script and "#SBATCH --time=03:00:00" in script
+    config, _, data_args = parse([PretrainConfig, ModelArguments, DataArguments], [str(with_block), "--output_dir", str(tmp_path / "run")])
+    assert data_args.stage_specs and not hasattr(config, "executor")

@@ -123,7 +123,7 @@ class DataArguments:
     mixture_seed: int = field(default=42, metadata={"help": "seeds every document shuffle and epoch reshuffle"})
     stages: list[dict] = field(default_factory=list, metadata={"help": "list of {name, tokens, sources: [{name, path, weight, ...}]}"})
     position_ids_per_document: bool = field(default=False, metadata={"help": "restart position ids after each EOS"})
-    shards_dir: str | None = field(default=None, metadata={"help": "read pre-tokenised uint16 shards (smollm2 data tokenize)"})
+    shards_dir: str | None = field(default=None, metadata={"help": "read the datatrove shards `smollm2 data tokenize` wrote (memory-mapped)"})
     eval_stage: str | None = field(default=None, metadata={"help": "stage whose mixture the held-out blocks follow (default: last)"})
     tokenize_batch_size: int = field(default=64, metadata={"help": "documents per tokenizer batch call"})
 

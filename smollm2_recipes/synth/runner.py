@@ -165,31 +165,13 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
 
 
 def read_rows(path: str, text_column: str | None = None, limit: int | None = None, split: str = "train") -> list[dict]:
-    """Rows of a local jsonl / json / parquet file, a `save_to_disk` folder, a folder of such files, or a
-    Hub dataset id (real runs). `text_column`, if given, must exist."""
-    from datasets import load_dataset, load_from_disk
+    """Rows of an input named like any source (a local jsonl / json / parquet / csv / txt file or folder, a
+    `save_to_disk` folder, `embedded:NAME`, or a Hub dataset id, `owner/name#config` naming its configuration),
+    read by the loader every stage uses (`data.source_spec.load_source`). `text_column`, if given, must exist."""
+    from smollm2_recipes.data.source_spec import SourceSpec, load_source
 
-    p = Path(path)
-    try:
-        if p.is_dir() and ((p / "dataset_info.json").exists() or (p / "dataset_dict.json").exists()):
-            ds = load_from_disk(str(p))
-            ds = ds[split] if hasattr(ds, "keys") else ds
-        elif p.is_file():
-            kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv", ".txt": "text", ".gz": "json"}.get(p.suffix)
-            if kind is None:
-                raise UserError(f"Cannot read '{path}': use .jsonl, .json, .parquet, .csv or .txt.")
-            ds = load_dataset(kind, data_files=str(p), split="train")
-        elif p.is_dir():
-            ds = load_dataset(str(p), split=split)
-        elif "/" in str(path) and not str(path).startswith((".", "/")):
-            hub_id, _, config = str(path).partition("#")  # "openai/gsm8k#main": a Hub id with its config
-            ds = load_dataset(hub_id, config or None, split=split)
-        else:
-            raise UserError(f"Input '{path}' does not exist (expected a jsonl/parquet file, a dataset folder or a Hub id).")
-    except UserError:
-        raise
-    except Exception as err:  # datasets raises many types for unreadable inputs
-        raise UserError(f"Cannot read input '{path}': {err}") from err
+    hub_id, _, config = str(path).partition("#")
+    ds = load_source(SourceSpec(name=str(path), path=hub_id, config=config or None, split=split))
     if text_column is not None and text_column not in ds.column_names:
         raise UserError(f"Input '{path}' has no column '{text_column}'. Columns: {', '.join(ds.column_names)}.")
     if limit is not None:
