@@ -55,6 +55,7 @@ def test_fast_mode_shrinks_pretraining_in_whole_steps(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_fast_quickstart_runs_every_step_reports_it_and_reuses_it(tmp_path):
     """`make quickstart FAST=1` itself (through the real entry point, every step a real subprocess), then a
     second run that reuses all of it. Several minutes: the one test that runs the pipeline end to end."""

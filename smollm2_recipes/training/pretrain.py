@@ -145,7 +145,6 @@ def plan_run(config: PretrainConfig, model_args: ModelArguments, data_args, has_
     """Validate the run and decide its shape: global batch -> accumulation, stage budgets -> steps, WSD within
     the run, the resume point. Reads only (the output folder, a cooldown source); writes nothing."""
     from smollm2_recipes import models
-    from smollm2_recipes.training.hardware import cpu_has_bf16_units
 
     if config.output_dir is None:
         raise UserError("output_dir is required.")
@@ -162,10 +161,7 @@ def plan_run(config: PretrainConfig, model_args: ModelArguments, data_args, has_
     schedule = resolve_schedule(config, max_steps)
     if config.dataloader_num_workers:
         print("note: dataloader_num_workers is ignored: the stream runs in the main process so its position is exact.", file=sys.stderr)
-    bf16 = bool(config.bf16)
-    if bf16 and config.use_cpu and not cpu_has_bf16_units():
-        print("note: this CPU has no bf16 matrix units (AMX); training in fp32 instead of bf16 autocast.", file=sys.stderr)
-        bf16 = False
+    bf16 = bool(config.bf16)  # (already off on a CPU without bf16 units: recipe_parsing)
     if resume is None and branch_source is not None:
         resume = branch_source  # a branch starts from the main run's state, optimiser and data position included
     return RunPlan(resume=resume, finished=finished, sequences_per_step=sequences_per_step,
