@@ -159,20 +159,6 @@ def normalise_keys(recipe: dict[str, Any], types: Iterable[type], where: str, no
     return out
 
 
-def _fp32_without_bf16_units(args) -> None:
-    """bf16 autocast pays off on a CPU only with bf16 matrix units (AMX, AVX512-BF16); elsewhere torch runs bf16
-    matmuls in a generic kernel many times slower than fp32. There every stage trains in fp32, and says so."""
-    if not (getattr(args, "bf16", False) and getattr(args, "use_cpu", False)):
-        return
-    from smollm2_recipes.training.hardware import cpu_has_bf16_units
-
-    if cpu_has_bf16_units():
-        return
-    print("note: this CPU has no bf16 matrix units (AMX / AVX512-BF16); training in fp32 instead of bf16 autocast.", file=sys.stderr)
-    args.bf16 = False
-    args.mixed_precision = "no"  # TrainingArguments derived it from bf16 when it was built
-
-
 def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required: bool = True):
     """Parse `[RECIPE.yaml] [--key value ...]` into instances of `types` (in order)."""
     from smollm2_recipes.runkit.parsing import recipe_parser
@@ -216,7 +202,6 @@ def parse(types: Iterable[type], argv: list[str] | None = None, recipe_required:
         setattr(obj, "_recipe_path", recipe_path)
         if hasattr(obj, "report_to") and hasattr(obj, "push_to_hub"):  # any stage's TrainingArguments
             check_training_services(obj)
-            _fp32_without_bf16_units(obj)
     return parsed
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.package_data import find_chat_template
 from smollm2_recipes.runkit import claim_output_dir, load_model, load_tokenizer, write_json_atomic
+from smollm2_recipes.training.hardware import FP32_NOTE, fp32_without_bf16_units
 from smollm2_recipes.runkit.batch import accumulation_for
 from smollm2_recipes.runkit.loading import check_model_source
 from smollm2_recipes.runkit.lock import check_output_dir
@@ -172,7 +173,10 @@ def run_stage(stage: str, config_types: list, validate, build_trainer, argv: lis
     marker = refuse_finished_output(args.output_dir)
     validate(args, model_args, data_args)
     with claim_output_dir(args.output_dir, finished_marker=marker, resume=bool(args.resume_from_checkpoint)):
+        in_fp32 = fp32_without_bf16_units(args)
         trainer, tokenizer = build_trainer(args, model_args, data_args)
+        if in_fp32:
+            note(FP32_NOTE.removeprefix("note: "))
         for group in extra:
             callback = group.callback(stage, args.output_dir)
             if callback is not None:

@@ -44,3 +44,17 @@ def flops_per_token(model_config, seq_len: int, num_parameters: int) -> float:
     """Training FLOPs per token: 6N for the weights (the tied LM head is a matmul, so it counts) plus the
     attention scores, 12 x layers x width x sequence (PaLM appendix B)."""
     return 6 * num_parameters + 12 * model_config.num_hidden_layers * model_config.hidden_size * seq_len
+
+
+def fp32_without_bf16_units(args) -> bool:
+    """bf16 autocast pays off on a CPU only with bf16 matrix units (AMX, AVX512-BF16); elsewhere torch runs bf16
+    matmuls in a generic kernel many times slower than fp32, so there a stage trains in fp32. Returns whether it
+    switched; the caller says so once the run is built (a refused run prints only its error)."""
+    if not (getattr(args, "bf16", False) and getattr(args, "use_cpu", False)) or cpu_has_bf16_units():
+        return False
+    args.bf16 = False
+    args.mixed_precision = "no"  # TrainingArguments derived it from bf16 when it was built; the Trainer reads this
+    return True
+
+
+FP32_NOTE = "note: this CPU has no bf16 matrix units (AMX / AVX512-BF16); training in fp32 instead of bf16 autocast."

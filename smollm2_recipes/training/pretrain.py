@@ -19,6 +19,7 @@ from smollm2_recipes.errors import UserError
 from smollm2_recipes.runkit import claim_output_dir, write_atomic, write_json_atomic
 from smollm2_recipes.runkit.loading import check_model_source
 from smollm2_recipes.runkit.lock import check_output_dir
+from smollm2_recipes.training.hardware import FP32_NOTE, cpu_has_bf16_units
 from smollm2_recipes.training import checkpoints as ckpt
 from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
 
@@ -97,6 +98,8 @@ class RunPlan:
         args.lr_scheduler_kwargs = dict(self.lr_scheduler_kwargs)
         args.ignore_data_skip = True  # the stream restores its own position; never re-read skipped batches
         args.bf16 = self.bf16
+        if not self.bf16 and args.mixed_precision == "bf16":
+            args.mixed_precision = "no"  # derived from bf16 when the config was built; the Trainer reads this one
         args.eval_on_start = self.eval_on_start
         return args
 
@@ -145,7 +148,6 @@ def plan_run(config: PretrainConfig, model_args: ModelArguments, data_args, has_
     """Validate the run and decide its shape: global batch -> accumulation, stage budgets -> steps, WSD within
     the run, the resume point. Reads only (the output folder, a cooldown source); writes nothing."""
     from smollm2_recipes import models
-
     if config.output_dir is None:
         raise UserError("output_dir is required.")
     resume = ckpt.resolve_resume(config.resume_from_checkpoint, config.output_dir)
@@ -161,7 +163,9 @@ def plan_run(config: PretrainConfig, model_args: ModelArguments, data_args, has_
     schedule = resolve_schedule(config, max_steps)
     if config.dataloader_num_workers:
         print("note: dataloader_num_workers is ignored: the stream runs in the main process so its position is exact.", file=sys.stderr)
-    bf16 = bool(config.bf16)  # (already off on a CPU without bf16 units: recipe_parsing)
+    bf16 = bool(config.bf16)
+    if bf16 and config.use_cpu and not cpu_has_bf16_units():  # bf16 matmuls are emulated there, many times slower
+        bf16 = False  # (said once the run is claimed: a refused run prints only its error)
     if resume is None and branch_source is not None:
         resume = branch_source  # a branch starts from the main run's state, optimiser and data position included
     return RunPlan(resume=resume, finished=finished, sequences_per_step=sequences_per_step,
@@ -326,6 +330,8 @@ def run_pretrain(config: PretrainConfig, model_args: ModelArguments, data_args, 
         return summary
     with claim_output_dir(config.output_dir, finished_marker=RUN_SUMMARY, resume=plan.resume is not None):
         parts = build_run(plan, config, model_args, data_args, stream_factory, eval_sets)
+        if config.bf16 and not plan.bf16:
+            print(FP32_NOTE, file=sys.stderr)
         if parts.args.should_save:
             write_run_record(plan, parts, model_args, data_args)
         return train_run(plan, parts, model_args, data_args)
