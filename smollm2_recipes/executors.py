@@ -105,16 +105,22 @@ def settings_from_args(args: argparse.Namespace, recipe_block: dict | None = Non
     return slurm, ray
 
 
-def _check_ray_address(address: str) -> None:
+def check_ray_address(address: str, what: str = "--executor ray") -> None:
+    """One line, before anything is written, when the `ray` package is missing or a Ray address does not
+    answer ("local"/"auto": a Ray instance this machine starts). Shared by the datatrove executors and
+    `smollm2 synth --ray`."""
+    if importlib.util.find_spec("ray") is None:
+        raise UserError(f"{what} needs the `ray` package: pip install 'ray[default]==2.60.0'.")
     if address in ("local", "auto"):
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host, _, port = address.removeprefix("ray://").removeprefix("http://").rpartition(":")
     if not host or not port.isdigit():
-        raise UserError(f"--ray_address {address!r}: expected host:port (e.g. 10.0.0.1:6379) or 'local'.")
+        raise UserError(f"Ray address {address!r}: expected host:port (e.g. 10.0.0.1:6379), ray://host:port or 'local'.")
     try:
         socket.create_connection((host, int(port)), timeout=3).close()
     except OSError as err:
-        raise UserError(f"Ray address {address} is unreachable ({err.strerror or err}); start Ray there (`ray start --head`) or omit --ray_address.") from None
+        raise UserError(f"Ray address {address} is unreachable ({err.strerror or err}); start Ray there "
+                        "(`ray start --head`) or leave the address out to run on a local Ray instance.") from None
 
 
 def check_executor(executor: str, *, tasks: int, workers: int | None, slurm: dict | None = None, ray: dict | None = None,
@@ -135,10 +141,10 @@ def check_executor(executor: str, *, tasks: int, workers: int | None, slurm: dic
         return settings, None
     if executor == "ray":
         settings = _settings(RaySettings, ray, "executor.ray")
-        if importlib.util.find_spec("ray") is None:
-            raise UserError("--executor ray needs the `ray` package: pip install 'ray[default]==2.60.0'.")
-        if not dry_run:
-            _check_ray_address(settings.address)
+        if dry_run:
+            check_ray_address("local")  # the package only
+        else:
+            check_ray_address(settings.address)
         return None, settings
     return None, None
 

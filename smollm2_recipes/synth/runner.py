@@ -50,7 +50,9 @@ def check_common(args: SynthArgs) -> None:
     if args.push_to_hub and not args.hub_repo_id:
         raise UserError("push_to_hub: true needs hub_repo_id (e.g. your-name/my-smoltalk).")
     if args.ray:
-        check_ray(ray_address(args))
+        from smollm2_recipes.executors import check_ray_address
+
+        check_ray_address(ray_address(args), "--ray")
     elif args.ray_address:
         raise UserError("ray_address is set but ray is not: add --ray to run on that cluster.")
 
@@ -59,25 +61,6 @@ def ray_address(args: SynthArgs) -> str:
     """Where `--ray` runs: the recipe's / flag's address, else $RAY_ADDRESS (set by `ray job submit`), else
     "local" (a Ray instance started for this run; never an unrelated cluster found on the machine)."""
     return args.ray_address or os.environ.get("RAY_ADDRESS") or "local"
-
-
-def check_ray(address: str) -> None:
-    """Fail in one line, before any model loads, when Ray is missing or its address does not answer."""
-    import importlib.util
-    import socket
-
-    if importlib.util.find_spec("ray") is None:
-        raise UserError("--ray needs the `ray` package: pip install 'ray[default]==2.60.0'.")
-    if address in ("local", "auto"):
-        return
-    host, _, port = address.removeprefix("ray://").removeprefix("http://").rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"ray_address {address!r}: expected host:port (e.g. 10.0.0.1:6379), ray://host:port or 'local'.")
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as err:
-        raise UserError(f"Ray address {address} is unreachable ({err.strerror or err}); start Ray there "
-                        "(`ray start --head`) or leave out ray_address to run on a local Ray instance.") from None
 
 
 def run_pipeline(name: str, args: SynthArgs, build: Callable[[], Any], dataset: list[dict] | None = None) -> list[dict]:
