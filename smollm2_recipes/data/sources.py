@@ -172,6 +172,7 @@ class DocumentSource:
 
     def __init__(self, spec: SourceSpec, seed: int, counters: dict):
         self.spec, self.name, self.seed, self.counters = spec, spec.name, seed, counters
+        self.repeat_warned = False
 
     def batch_limits(self):
         """(documents, characters) per tokenizer call, doubling from (batch_size, char_budget): a short
@@ -187,8 +188,8 @@ class DocumentSource:
     def _next_epoch(self, epoch: int) -> int:
         """Count a new pass; at REPEAT_WARNING passes say so once (accepted, but a source read that often is
         memorised, and its share of the mixture is mostly repeats)."""
-        if epoch == REPEAT_WARNING and not getattr(self, "_repeat_warned", False):
-            self._repeat_warned = True
+        if epoch == REPEAT_WARNING and not self.repeat_warned:
+            self.repeat_warned = True
             print(f"warning: source '{self.name}' ({self.spec.path}) starts pass {epoch:,} over its documents: add data to "
                   "it or lower its weight.", file=sys.stderr)
         return epoch
