@@ -45,3 +45,21 @@ def test_sft_rows_are_chat_rows_ending_with_the_assistant():
     rows = arith_problems.sft_rows(20, seed=5)
     assert all([m["role"] for m in r["messages"]] == ["user", "assistant"] for r in rows)
     assert arith_problems.corrupt_solution(arith_problems.train_problems(1)[0], random.Random(0)) != arith_problems.train_problems(1)[0].solution
+
+
+def test_accuracy_callback_scores_the_starting_model_on_its_own_count(micro_model_dir, tmp_path):
+    """arith_eval_before_samples: fewer problems for the starting model (it rambles to max_new_tokens), the full
+    count for the trained one, both kept in arith_eval.json in problem order."""
+    import json
+
+    from smollm2_recipes.models import load_pretrained
+    from smollm2_recipes.offline.arith_accuracy import ArithEvalArguments
+
+    model, tokenizer = load_pretrained(micro_model_dir, dtype="float32")
+    callback = ArithEvalArguments(arith_eval_samples=5, arith_eval_before_samples=2).callback("sft", str(tmp_path))
+    callback.measure(model, tokenizer, "before_sft")
+    callback.measure(model, tokenizer, "after_sft")
+    results = json.loads((tmp_path / "arith_eval.json").read_text())
+    assert [results["before_sft"]["n"], results["after_sft"]["n"]] == [2, 5]
+    questions = [s["question"] for s in results["after_sft"]["samples"]]
+    assert [s["question"] for s in results["before_sft"]["samples"]] == questions[:2]  # the same first problems

@@ -79,6 +79,7 @@ CASES: list[tuple] = [
     ("sft-recipe-is-dir", ["sft", "{w}/recipe_dir"], "is a directory"),
     ("sft-lr-negative", ["sft", S, "--learning_rate", "-1", *NEW], "learning_rate -1.0"),
     ("sft-lr-zero", ["sft", S, "--learning_rate", "0", *NEW], "learning_rate 0.0"),
+    ("sft-arith-before-negative", ["sft", S, "--arith_eval_before_samples", "-3", *NEW], "arith_eval_before_samples must be"),
     ("sft-batch-zero", ["sft", S, "--per_device_train_batch_size", "0", *NEW], "per_device_train_batch_size 0"),
     ("sft-max-length-zero", ["sft", S, "--max_length", "0", *NEW], "max_length 0"),
     ("sft-epochs-not-a-number", ["sft", S, "--num_train_epochs", "three", *NEW], "invalid float value: 'three'"),

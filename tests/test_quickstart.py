@@ -42,16 +42,25 @@ def test_every_step_command_exists_and_parses(tmp_path, fast, monkeypatch):
                 assert parse(types, rest)
 
 
-def test_fast_mode_shrinks_pretraining_in_whole_steps(tmp_path, monkeypatch):
+def test_both_modes_shrink_pretraining_in_whole_steps_and_fast_shrinks_further(tmp_path, monkeypatch):
+    import dataclasses
+
     import yaml
 
+    from smollm2_recipes.offline.quickstart import FAST_SIZES, FULL_SIZES
+
     monkeypatch.chdir(REPO)
-    full = yaml.safe_load(Path(build_steps(tmp_path / "full", False)[3].commands[0][1]).read_text())
-    fast = yaml.safe_load(Path(build_steps(tmp_path / "fast", True)[3].commands[0][1]).read_text())
-    step = fast["global_batch_tokens"]
-    assert all(s["tokens"] % step == 0 for s in fast["stages"])
-    assert sum(s["tokens"] for s in fast["stages"]) < sum(s["tokens"] for s in full["stages"]) / 2
-    assert [s["name"] for s in fast["stages"]] == [s["name"] for s in full["stages"]]  # skips nothing
+    tiny = yaml.safe_load((REPO / "recipes" / "smollm2" / "tiny" / "pretrain.yaml").read_text())
+    for mode, fast in (("full", False), ("fast", True)):
+        recipe = yaml.safe_load(Path(build_steps(tmp_path / mode, fast)[3].commands[0][1]).read_text())
+        step = recipe["global_batch_tokens"]
+        assert all(s["tokens"] % step == 0 for s in recipe["stages"])
+        assert sum(s["tokens"] for s in recipe["stages"]) < sum(s["tokens"] for s in tiny["stages"])
+        assert [s["name"] for s in recipe["stages"]] == [s["name"] for s in tiny["stages"]]  # skips no stage
+        # three checkpoints, the last at the end: the sweep holds the finished run
+        assert sum(s["tokens"] for s in recipe["stages"]) // step == 3 * recipe["save_steps"]
+    fast, full = dataclasses.astuple(FAST_SIZES), dataclasses.astuple(FULL_SIZES)
+    assert all(f <= g for f, g in zip(fast, full)) and fast != full
 
 
 @pytest.mark.slow
@@ -105,7 +114,11 @@ def test_fast_quickstart_runs_every_step_reports_it_and_reuses_it(tmp_path):
 
     second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert second.returncode == 0 and second.stdout.count("reusing") == 10
-    assert "| pretrain | reused |" in (out / "REPORT.md").read_text()
+    pretrain_seconds = figures["steps"]["pretrain"]["seconds"]
+    assert f"| pretrain | reused ({pretrain_seconds:.0f} s) |" in (out / "REPORT.md").read_text()
+    again = json.loads((out / "report.json").read_text())  # the reusing run keeps the timings measured when steps ran
+    assert again["steps"]["pretrain"] == {**figures["steps"]["pretrain"], "reused": True}
+    assert again["total_seconds"] >= sum(s["seconds"] for s in figures["steps"].values())
 
     bad = subprocess.run(cmd + ["--only", "pretrian"], capture_output=True, text=True, cwd=REPO)
     assert bad.returncode == 2 and "Unknown step(s) ['pretrian']" in bad.stderr

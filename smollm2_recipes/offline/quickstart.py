@@ -11,6 +11,7 @@ the files each step wrote (JSON results, trainer logs), never recomputed here.
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import shutil
 import subprocess
@@ -94,6 +95,8 @@ def _context_rows(folder: Path) -> list[tuple[str, str]]:
     if by_position:
         rows.append(("worst bucket beyond the original length / inside it, after (goal ≤ 1.1; before)",
                      f"{by_position['after_beyond_over_inside']:.3f} (before {by_position['before_beyond_over_inside']:.3f})"))
+        if position_effect_note(by_position):
+            rows.append(("loss by position: why before is not well above", position_effect_note(by_position)))
     result = _read_json(folder / "run" / "passkey.json")
     by_length = [f"{length}: {_fmt(sum(row[j] for row in result['accuracy']) / len(result['accuracy']))}"
                  for j, length in enumerate(result.get("lengths", []))]
@@ -104,14 +107,25 @@ def _context_rows(folder: Path) -> list[tuple[str, str]]:
                    ("![passkey heatmap", "run/passkey_heatmap.png")]
 
 
-def _compare_rows(folder: Path, stable_step: int) -> list[tuple[str, str]]:
+def position_effect_note(by_position: dict) -> str | None:
+    """The reason the tiny model shows no position effect, when it shows none (before ≤ 1.1 x inside)."""
+    if not by_position or by_position["before_beyond_over_inside"] > 1.1:
+        return None
+    inside = by_position["before"][next(iter(by_position["before"]))]
+    return (f"at a held-out loss of {inside:.2f} nats (perplexity {math.exp(inside):,.0f} of a 49,152-token vocabulary) the "
+            "7M model, minutes into training, uses little of its context, so positions it never saw barely change its "
+            "predictions; showing the effect needs a model that reads its context (the 135M: smollm2 eval --tasks passkey)")
+
+
+def _compare_rows(folder: Path, stable_step: int, final_step: int) -> list[tuple[str, str]]:
     checkpoints = _read_json(folder / "eval-checkpoints" / "results.json").get("checkpoints", [])
     by_step = {c.get("step"): c["tasks"].get("perplexity", {}).get("perplexity") for c in checkpoints}
     rows = [(f"stable-phase checkpoint-{stable_step} (constant LR): held-out perplexity", _fmt(by_step.get(stable_step)))]
-    for name, label in [("cooldown", "cooldown branch from it (1-sqrt)"), ("average", "average of the stable-phase checkpoints"),
-                        ("final", "main run after its own decay")]:
+    for name, label in [("cooldown", "cooldown branch from it (1-sqrt)"), ("average", "average of the stable-phase checkpoints")]:
         ppl = _read_json(folder / f"eval-{name}" / "results.json").get("tasks", {}).get("perplexity", {})
         rows.append((f"{label}: held-out perplexity", _fmt(ppl.get("perplexity"))))
+    # the last checkpoint is the finished main run (save_steps divides its steps), already in the sweep
+    rows.append((f"main run after its own decay (checkpoint-{final_step}): held-out perplexity", _fmt(by_step.get(final_step))))
     rows.append(("![held-out perplexity of the main run's checkpoints against tokens", "eval-checkpoints/curves/perplexity_perplexity.png"))
     return rows
 
@@ -179,7 +193,7 @@ def _dpo_rows(folder: Path, fast: bool) -> list[tuple[str, str]]:
                                    f"{gain['gain']:+.1%} [{lo:+.1%}, {hi:+.1%}] ({verdict})")]
 
 
-# the instruct model we start from and the final one: all 164 problems each (~5 min per model on 2 cores)
+# the instruct model we start from and the final one: all 164 problems each (~4 min per model on 2 cores)
 HUMANEVAL_MODELS = ("before", "after-dpo")
 FAST_HUMANEVAL = "left out in FAST mode: too few of 164 problems fit in 6 minutes to tell the models apart"
 
@@ -187,26 +201,58 @@ FAST_HUMANEVAL = "left out in FAST mode: too few of 164 problems fit in 6 minute
 def _evals_rows(folder: Path, fast: bool) -> list[tuple[str, str]]:
     if fast:
         return [("HumanEval", FAST_HUMANEVAL)]
-    rows = []
+    rows, solved = [], {}
     for name in HUMANEVAL_MODELS:
         result = _read_json(folder / name / "results.json").get("tasks", {}).get("humaneval", {})
+        solved[name] = result.get("passed")
         rows.append((f"HumanEval pass@1 {name.replace('-', ' ')} (solved/problems)",
                      f"{_fmt(result.get('pass@1'))} ({result.get('passed')}/{result.get('n')})"))
+    details = _read_json(folder / HUMANEVAL_MODELS[-1] / "details" / "humaneval.json")
+    answers = [s.get("completion", "") for s in (details if isinstance(details, list) else details.get("samples", []))]
+    if answers and None not in solved.values() and solved[HUMANEVAL_MODELS[-1]] < solved[HUMANEVAL_MODELS[0]]:
+        share = sum("the answer is" in a.lower() for a in answers) / len(answers)
+        rows.append(("HumanEval: why it falls after DPO", f"{share:.0%} of the final model's answers are arithmetic working "
+                     "ending 'The answer is N': SFT and DPO on one task taught it to answer every prompt that way (the "
+                     "reason SmolLM2's SFT mixes SmolTalk's many tasks)"))
     return rows
 
 
+@dataclass(frozen=True)
+class Sizes:
+    """How far each step is shrunk from the tiny recipes (recipes/smollm2/tiny/) to fit the time budget on a
+    2-core CPU (FAST ≤ 6 minutes, full ≤ 25): model and data sizes only, never a step."""
+
+    pretrain_scale: float  # share of every stage's tokens
+    context_scale: float
+    loss_by_position_windows: int  # held-out windows of 1024 tokens, scored before and after the extension
+    synth_rows: int
+    sft_steps: int  # packed rows for SmolLM2-135M-Instruct (~110 tokens a problem)
+    sft_row_tokens: int
+    arith_problems: int  # held-out problems scored after SFT and after DPO: one paired comparison
+    arith_problems_before: int  # the starting model (not part of the paired comparison)
+    dpo_problems: int  # on-policy problems sampled for DPO pairs
+    dpo_epochs: int
+
+
+FAST_SIZES = Sizes(pretrain_scale=1 / 4, context_scale=1 / 8, loss_by_position_windows=8, synth_rows=4, sft_steps=16,
+                   sft_row_tokens=256, arith_problems=40, arith_problems_before=20, dpo_problems=4, dpo_epochs=1)
+FULL_SIZES = Sizes(pretrain_scale=1 / 4, context_scale=1 / 8, loss_by_position_windows=16, synth_rows=12, sft_steps=32,
+                   sft_row_tokens=512, arith_problems=500, arith_problems_before=40, dpo_problems=64, dpo_epochs=1)
+
+
 def build_steps(out: Path, fast: bool) -> list[Step]:
-    """The pipeline. `fast` shrinks every step (fewer tokens, rows, problems) but skips none."""
-    pretrain_recipe = str(_shrunk_pretrain_recipe(out, 1 / 4 if fast else 1.0))
+    """The pipeline. `fast` shrinks every step further (fewer tokens, rows, problems) but skips none."""
+    sizes = FAST_SIZES if fast else FULL_SIZES
+    pretrain_recipe = str(_shrunk_pretrain_recipe(out, sizes.pretrain_scale))
     pretrain = out / "pretrain" / "run"
     plan = _read_yaml(pretrain_recipe)
     save = plan["save_steps"]
     stable_ckpt, early_ckpt = pretrain / f"checkpoint-{2 * save}", pretrain / f"checkpoint-{save}"
     decay_steps = max(2, save // 2)
-    arith_n = "40" if fast else "500"  # the same problems after SFT and after DPO: a paired comparison
-    # 32 half-length rows (~130 problems): enough to move arithmetic accuracy, not to learn it well
-    sft_budget = ["--max_steps", "32", "--max_length", "512"] if fast else []
-    rows = "4" if fast else "20"
+    arith_eval = ["--arith_eval_samples", str(sizes.arith_problems)]
+    sft_budget = ["--max_steps", str(sizes.sft_steps), "--max_length", str(sizes.sft_row_tokens),
+                  "--arith_eval_before_samples", str(sizes.arith_problems_before)]
+    rows = str(sizes.synth_rows)
     steps = [
         Step("assets", "Embedded assets", [["assets"]], full_size="(real runs load Hub ids directly)"),
         Step("chat", "Chat with the embedded SmolLM2-135M-Instruct",
@@ -224,29 +270,32 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
               ["average", str(early_ckpt), str(stable_ckpt), "--output_dir", "{out}/average"],
               ["eval", str(pretrain), "--each_checkpoint", "--tasks", "perplexity", "--output_dir", "{out}/eval-checkpoints"],
               ["eval", "{out}/branch", "--tasks", "perplexity", "--output_dir", "{out}/eval-cooldown"],
-              ["eval", "{out}/average", "--tasks", "perplexity", "--output_dir", "{out}/eval-average"],
-              ["eval", str(pretrain), "--tasks", "perplexity", "--output_dir", "{out}/eval-final"]],
+              ["eval", "{out}/average", "--tasks", "perplexity", "--output_dir", "{out}/eval-average"]],
              full_size="smollm2 pretrain recipes/smollm2/1.7B/pretrain.yaml --cooldown_from OUT/checkpoint-N --decay_steps 100000 --decay_type 1-sqrt --output_dir OUT-cooldown-N",
-             summarise=partial(_compare_rows, stable_step=2 * save)),
+             summarise=partial(_compare_rows, stable_step=2 * save, final_step=3 * save)),
         Step("context", "Context extension 256 → 1024 tokens (RoPE theta 10k → 100k)",
-             [["extend-context", str(_shrunk_context_recipe(out, fast)), "--model", str(pretrain), "--output_dir", "{out}/run"]],
+             [["extend-context", str(_shrunk_context_recipe(out, sizes)), "--model", str(pretrain), "--output_dir", "{out}/run"]],
              full_size="smollm2 extend-context recipes/smollm2/1.7B/context_extension.yaml", summarise=_context_rows),
         Step("synth", "MagPie-style conversations and a verified preference set (distilabel)",
              [["synth", "magpie", "recipes/synth/tiny_magpie.yaml", "--output_dir", "{out}/magpie", "--num_rows", rows],
               ["synth", "preferences", "recipes/synth/tiny_preferences.yaml", "--output_dir", "{out}/preferences", "--num_rows", rows]],
              full_size="smollm2 synth magpie recipes/synth/magpie_ultra.yaml", summarise=_synth_rows),
         Step("sft", "SFT of SmolLM2-135M-Instruct on verified arithmetic (TRL SFTTrainer)",
-             [["sft", f"{TINY}/sft.yaml", "--output_dir", "{out}/run", "--arith_eval_samples", arith_n, *sft_budget]],
+             [["sft", f"{TINY}/sft.yaml", "--output_dir", "{out}/run", *arith_eval, *sft_budget]],
              full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_sft.py recipes/smollm2/1.7B/sft.yaml",
              summarise=_arith_rows),
         Step("dpo", "DPO on on-policy pairs picked by the verifier (TRL DPOTrainer)",
-             [["dpo", str(_shrunk_dpo_recipe(out, fast)), "--model_name_or_path", str(out / "sft" / "run"),
-               "--output_dir", "{out}/run", "--arith_eval_samples", arith_n]],
+             [["dpo", str(_shrunk_dpo_recipe(out, sizes)), "--model_name_or_path", str(out / "sft" / "run"),
+               "--output_dir", "{out}/run", *arith_eval]],
              full_size="accelerate launch --config_file recipes/accelerate_configs/ddp.yaml scripts/run_dpo.py recipes/smollm2/1.7B/dpo.yaml",
              summarise=partial(_dpo_rows, fast=fast)),
         Step("evaluate", "Offline evaluation before/after: HumanEval, all 164 problems" + (" (left out in FAST mode)" if fast else ""),
              [] if fast else  # FAST keeps the step and says why it has no figures
-             [["eval", model, "--tasks", "humaneval", "--output_dir", f"{{out}}/{name}"]
+             # batches of 16: a quarter faster than 8 on 2 cores, and no slower than 32. Answers capped at 160 new
+             # tokens (the eval default is 256): the 135M's passing answers are all <= 114 tokens, while 26 of its 164
+             # answers never close their code block, and each such answer held its whole batch for 256 steps
+             [["eval", model, "--tasks", "humaneval", "--batch_size", "16", "--max_new_tokens", "160",
+               "--output_dir", f"{{out}}/{name}"]
               for name, model in zip(HUMANEVAL_MODELS, ["embedded:SmolLM2-135M-Instruct", str(out / "dpo" / "run")])],
              full_size="smollm2 eval recipes/eval/smollm2_instruct.yaml HuggingFaceTB/SmolLM2-1.7B-Instruct",
              summarise=partial(_evals_rows, fast=fast)),
@@ -279,31 +328,46 @@ def _scale_stages(recipe: dict, scale: float) -> int:
 
 
 def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
-    """The tiny pretraining recipe with every stage's budget scaled (FAST=1), in whole optimiser steps."""
+    """The tiny pretraining recipe with every stage's budget scaled, in whole optimiser steps; three checkpoints,
+    the last one at the end of the run."""
     src = f"{TINY}/pretrain.yaml"
     recipe = _read_yaml(src)
     if scale != 1.0:
-        recipe["save_steps"] = _scale_stages(recipe, scale) // 3
+        steps = _scale_stages(recipe, scale)
+        recipe["stages"][0]["tokens"] += (-steps % 3) * recipe["global_batch_tokens"]  # a multiple of 3 steps
+        recipe["save_steps"] = (steps + -steps % 3) // 3
         recipe["warmup_steps"] = max(2, round(recipe["warmup_steps"] * scale))
     recipe["save_total_limit"] = None  # the cooldown and the average read the stable-phase checkpoints
     return _write_yaml_once(out / "recipes" / "pretrain.yaml", recipe, src)
 
 
-def _shrunk_dpo_recipe(out: Path, fast: bool) -> Path:
+# DPO settings for the quickstart's short SFT (32 packed rows: ~5% accuracy, far from the tiny recipe's 80 rows
+# of 1024 and ~48%), and every setting tried, on held-out problems (paired bootstrap 95% interval):
+#   beta 0.5, rpo_alpha 2.0, lr 5e-6, 2 epochs, 64 problems, after 80-row SFT: 48.0% -> 48.5% (200 problems)
+#   rpo_alpha 1.0, lr 2e-5, after 80-row SFT: 51.0% -> 43.5% (200 problems)
+#   beta 0.5, rpo_alpha 2.0, lr 5e-6, 2 epochs, 8 problems, after 32 rows of 512: +0.0% [+0.0, +0.0] (40 problems)
+#   these: beta 0.1, rpo_alpha 1.0, lr 1e-5, 1 epoch, 64 problems x 4 samples at T 0.8, after 32 rows of 512:
+#       5.0% -> 8.0%, +3.0% [+0.0, +6.0] (200 problems); in the full quickstart 6.6% -> 8.8%, +2.2% [+0.2, +4.2] (500)
+QUICKSTART_DPO = {"beta": 0.1, "rpo_alpha": 1.0, "learning_rate": 1.0e-5}
+
+
+def _shrunk_dpo_recipe(out: Path, sizes: Sizes) -> Path:
     src = f"{TINY}/dpo.yaml"
     recipe = _read_yaml(src)
-    if fast:
-        for source in recipe["dataset_mixture"]:
-            source["num_samples"] = min(source.get("num_samples", 8), 8)
+    for source in recipe["dataset_mixture"]:
+        source["num_samples"] = min(source.get("num_samples", sizes.dpo_problems), sizes.dpo_problems)
+        source["max_new_tokens"] = 80  # the longest reference solution is 68 tokens
+    recipe.update(QUICKSTART_DPO, num_train_epochs=sizes.dpo_epochs)
     return _write_yaml_once(out / "recipes" / "dpo.yaml", recipe, src)
 
 
-def _shrunk_context_recipe(out: Path, fast: bool) -> Path:
+def _shrunk_context_recipe(out: Path, sizes: Sizes) -> Path:
     src = f"{TINY}/context_extension.yaml"
     recipe = _read_yaml(src)
-    if fast:  # a quarter of the tokens, half the passkey samples per cell
-        recipe["save_steps"] = max(1, _scale_stages(recipe, 1 / 4) // 2)
+    if sizes.context_scale != 1.0:  # fewer tokens, half the passkey samples per cell
+        recipe["save_steps"] = max(1, _scale_stages(recipe, sizes.context_scale) // 2)
         recipe["passkey_samples"] = max(1, recipe["passkey_samples"] // 2)
+    recipe["loss_by_position_windows"] = sizes.loss_by_position_windows
     return _write_yaml_once(out / "recipes" / "context_extension.yaml", recipe, src)
 
 
@@ -329,10 +393,12 @@ def _run_teed(cmd: list[str], log_path: Path) -> tuple[int, str]:
 def run_step(step: Step, folder: Path, rerun: bool) -> bool:
     """Run a step unless an earlier run finished it with the same settings (and nothing upstream re-ran).
     Returns whether it ran. A step that did not finish leaves no `.done`, and its folder is redone."""
-    done = folder / ".done"
+    done, seconds = folder / ".done", folder / ".seconds"
     if not rerun and done.exists() and done.read_text() == _settings_key(step):
         step.reused = True
-        print(f"  reusing {folder} (finished in an earlier run with the same settings)", flush=True)
+        # the time the step took when it ran, so a reusing run's report keeps the real timings
+        step.seconds = float(seconds.read_text()) if seconds.exists() else 0.0
+        print(f"  reusing {folder} (finished in an earlier run with the same settings, in {step.seconds:.0f} s)", flush=True)
     else:
         if folder.exists():
             shutil.rmtree(folder)  # the quickstart's own unfinished or outdated intermediate results
@@ -341,13 +407,16 @@ def run_step(step: Step, folder: Path, rerun: bool) -> bool:
         for argv in step.commands:
             cmd = _smollm2() + [a.replace("{out}", str(folder)) for a in argv]
             print(f"  $ smollm2 {shlex.join(cmd[3:])}", flush=True)
+            started = time.time()
             returncode, output = _run_teed(cmd, folder / "log.txt")
+            print(f"  ({time.time() - started:.0f} s: smollm2 {argv[0]})", flush=True)
             if step.name == "chat":
                 (folder / "chat.txt").write_text(output)
             if returncode != 0:
                 tail = output.replace("\r", "\n").splitlines()[-15:]
                 raise UserError(f"step '{step.name}' failed (exit {returncode}); see {folder / 'log.txt'}:\n" + "\n".join(tail))
         step.seconds = time.time() - start
+        seconds.write_text(f"{step.seconds:.1f}")
         done.write_text(_settings_key(step))
     if step.summarise:
         step.figures = step.summarise(folder)
@@ -357,10 +426,10 @@ def run_step(step: Step, folder: Path, rerun: bool) -> bool:
 def write_report(steps: list[Step], out: Path, fast: bool, total_seconds: float) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# SmolLM2 quickstart report", "", f"Run {now}, {'FAST=1' if fast else 'full'} mode, {total_seconds / 60:.1f} min in all"
-             " (steps marked reused were finished by an earlier run).", "",
+             " (steps marked reused were finished by an earlier run, in the time shown).", "",
              "| step | time | figure | value |", "|---|---|---|---|"]
     for step in steps:  # one table with every figure: the summary to read first (and to paste)
-        time_taken = "reused" if step.reused else f"{step.seconds:.0f} s"
+        time_taken = f"reused ({step.seconds:.0f} s)" if step.reused else f"{step.seconds:.0f} s"
         table = [(k, v) for k, v in step.figures if not k.startswith("![")] or [("", "")]
         lines += [f"| {step.name if i == 0 else ''} | {time_taken if i == 0 else ''} | {k} | {v} |" for i, (k, v) in enumerate(table)]
     lines.append("")
@@ -388,7 +457,9 @@ def report_figures(steps: list[Step], out: Path, fast: bool, total_seconds: floa
         "steps": {s.name: {"seconds": round(s.seconds, 1), "reused": s.reused, "figures": dict(s.figures)} for s in steps},
         "synth": {"magpie": {k: magpie[k] for k in ("tags_parsed", "rows", "truncated_written")},
                   "preference_pairs": _read_json(out / "synth" / "preferences" / "summary.json").get("pairs")},
-        "context": {"loss_by_position": {k: by_position.get(k) for k in ("before", "after", "original_length")}},
+        "context": {"loss_by_position": {k: by_position.get(k) for k in ("before", "after", "original_length", "after_beyond_over_inside",
+                                                                         "before_beyond_over_inside")},
+                    **({"note": position_effect_note(by_position)} if position_effect_note(by_position) else {})},
         "dpo": {"n": gain["n"], "after_sft": gain["first"], "after_dpo": gain["second"], "gain": gain["gain"],
                 "gain_ci95": gain["ci"]} if gain else {"n": None, "after_sft": None, "after_dpo": None, "gain_ci95": None},
         "evaluate": {"humaneval": humaneval, **({"humaneval_note": FAST_HUMANEVAL} if fast else {})},
@@ -425,7 +496,8 @@ def main(argv: list[str]) -> int:
     for i, step in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {step.title}", flush=True)
         rerun = run_step(step, out / step.name, rerun) or rerun  # a step that re-ran invalidates what follows
-    total = time.time() - start
+    # end to end: this run's wall time plus what the reused steps took when they ran
+    total = time.time() - start + sum(s.seconds for s in steps if s.reused)
     report = write_report(steps, out, args.fast, total)
     write_report_json(steps, out, args.fast, total)
     print("\n" + report)

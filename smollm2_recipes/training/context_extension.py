@@ -33,6 +33,8 @@ class PasskeyArguments:
                                         metadata={"help": "needle depths (0 = start, 1 = end)"})
     passkey_samples: int = field(default=5, metadata={"help": "samples per (length, depth) cell (0 = skip the evaluation)"})
     passkey_seed: int = field(default=0, metadata={"help": "seed of the keys"})
+    loss_by_position_windows: int = field(default=16, metadata={
+        "help": "held-out windows of the new length scored for the loss by position, before and after (0 = skip it)"})
 
 
 @dataclass
@@ -164,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         if result is not None:
             print(f"passkey mean accuracy {result['mean_accuracy']:.2f}; heatmap: {result['heatmap']}", file=sys.stderr)
             summary["passkey_mean_accuracy"] = result["mean_accuracy"]
-        from smollm2_recipes.evaluation.loss_by_position import before_and_after
+        if passkey_args.loss_by_position_windows > 0:
+            from smollm2_recipes.evaluation.loss_by_position import before_and_after
 
-        by_position = before_and_after(model_args.model, config.output_dir, config.output_dir)  # writes loss_by_position.{json,png}
-        summary["loss_by_position_after"] = by_position["after"]
+            by_position = before_and_after(model_args.model, config.output_dir, config.output_dir,  # loss_by_position.{json,png}
+                                           max_windows=passkey_args.loss_by_position_windows)
+            summary["loss_by_position_after"] = by_position["after"]
     print(json.dumps({k: summary.get(k) for k in ("global_step", "final_loss", "tokens_seen", "passkey_mean_accuracy",
                                                    "loss_by_position_after")}))
     return 0
