@@ -223,6 +223,7 @@ class Sizes:
     2-core CPU (FAST ≤ 6 minutes, full ≤ 25): model and data sizes only, never a step."""
 
     pretrain_scale: float  # share of every stage's tokens
+    perplexity_tokens: int | None  # held-out tokens per model in the cooldown comparison (None: the eval default)
     context_scale: float
     loss_by_position_windows: int  # held-out windows of 1024 tokens, scored before and after the extension
     synth_rows: int
@@ -234,10 +235,12 @@ class Sizes:
     dpo_epochs: int
 
 
-FAST_SIZES = Sizes(pretrain_scale=1 / 4, context_scale=1 / 8, loss_by_position_windows=8, synth_rows=4, sft_steps=16,
-                   sft_row_tokens=256, arith_problems=40, arith_problems_before=20, dpo_problems=4, dpo_epochs=1)
-FULL_SIZES = Sizes(pretrain_scale=1 / 4, context_scale=1 / 8, loss_by_position_windows=16, synth_rows=12, sft_steps=32,
-                   sft_row_tokens=512, arith_problems=500, arith_problems_before=40, dpo_problems=64, dpo_epochs=1)
+FAST_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=8192, context_scale=1 / 8, loss_by_position_windows=8,
+                   synth_rows=4, sft_steps=8, sft_row_tokens=256, arith_problems=40, arith_problems_before=20,
+                   dpo_problems=4, dpo_epochs=1)
+FULL_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=None, context_scale=1 / 8, loss_by_position_windows=16,
+                   synth_rows=12, sft_steps=32, sft_row_tokens=512, arith_problems=500, arith_problems_before=40,
+                   dpo_problems=64, dpo_epochs=1)
 
 
 def build_steps(out: Path, fast: bool) -> list[Step]:
@@ -253,6 +256,8 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
     sft_budget = ["--max_steps", str(sizes.sft_steps), "--max_length", str(sizes.sft_row_tokens),
                   "--arith_eval_before_samples", str(sizes.arith_problems_before)]
     rows = str(sizes.synth_rows)
+    # held-out tokens per perplexity (the eval default is 32,768); the models compared differ by far more than the noise
+    perplexity_tokens = ["--perplexity_max_tokens", str(sizes.perplexity_tokens)] if sizes.perplexity_tokens else []
     steps = [
         Step("assets", "Embedded assets", [["assets"]], full_size="(real runs load Hub ids directly)"),
         Step("chat", "Chat with the embedded SmolLM2-135M-Instruct",
@@ -268,9 +273,9 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
              [["pretrain", pretrain_recipe, "--cooldown_from", str(stable_ckpt), "--decay_steps", str(decay_steps),
                "--decay_type", "1-sqrt", "--output_dir", "{out}/branch"],
               ["average", str(early_ckpt), str(stable_ckpt), "--output_dir", "{out}/average"],
-              ["eval", str(pretrain), "--each_checkpoint", "--tasks", "perplexity", "--output_dir", "{out}/eval-checkpoints"],
-              ["eval", "{out}/branch", "--tasks", "perplexity", "--output_dir", "{out}/eval-cooldown"],
-              ["eval", "{out}/average", "--tasks", "perplexity", "--output_dir", "{out}/eval-average"]],
+              ["eval", str(pretrain), "--each_checkpoint", "--tasks", "perplexity", *perplexity_tokens, "--output_dir", "{out}/eval-checkpoints"],
+              ["eval", "{out}/branch", "--tasks", "perplexity", *perplexity_tokens, "--output_dir", "{out}/eval-cooldown"],
+              ["eval", "{out}/average", "--tasks", "perplexity", *perplexity_tokens, "--output_dir", "{out}/eval-average"]],
              full_size="smollm2 pretrain recipes/smollm2/1.7B/pretrain.yaml --cooldown_from OUT/checkpoint-N --decay_steps 100000 --decay_type 1-sqrt --output_dir OUT-cooldown-N",
              summarise=partial(_compare_rows, stable_step=2 * save, final_step=3 * save)),
         Step("context", "Context extension 256 → 1024 tokens (RoPE theta 10k → 100k)",
@@ -478,7 +483,7 @@ def write_report_json(steps: list[Step], out: Path, fast: bool, total_seconds: f
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
     parser.add_argument("--output_dir", default="outputs/quickstart")
-    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 6 minutes on 2 CPU cores; the full run about 25)")
+    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 6.5 minutes on 2 CPU cores; the full run about 29)")
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
