@@ -95,8 +95,8 @@ def _context_rows(folder: Path) -> list[tuple[str, str]]:
     if by_position:
         rows.append(("worst bucket beyond the original length / inside it, after (goal ≤ 1.1; before)",
                      f"{by_position['after_beyond_over_inside']:.3f} (before {by_position['before_beyond_over_inside']:.3f})"))
-        if position_effect_note(by_position):
-            rows.append(("loss by position: why before is not well above", position_effect_note(by_position)))
+        if note := position_effect_note(by_position):
+            rows.append(("loss by position: why before is not well above", note))
     result = _read_json(folder / "run" / "passkey.json")
     by_length = [f"{length}: {_fmt(sum(row[j] for row in result['accuracy']) / len(result['accuracy']))}"
                  for j, length in enumerate(result.get("lengths", []))]
@@ -232,15 +232,14 @@ class Sizes:
     arith_problems: int  # held-out problems scored after SFT and after DPO: one paired comparison
     arith_problems_before: int  # the starting model (not part of the paired comparison)
     dpo_problems: int  # on-policy problems sampled for DPO pairs
-    dpo_epochs: int
 
 
 FAST_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=8192, context_scale=1 / 8, loss_by_position_windows=8,
                    synth_rows=4, sft_steps=8, sft_row_tokens=256, arith_problems=40, arith_problems_before=20,
-                   dpo_problems=4, dpo_epochs=1)
+                   dpo_problems=4)
 FULL_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=None, context_scale=1 / 8, loss_by_position_windows=16,
                    synth_rows=12, sft_steps=32, sft_row_tokens=512, arith_problems=500, arith_problems_before=40,
-                   dpo_problems=64, dpo_epochs=1)
+                   dpo_problems=64)
 
 
 def build_steps(out: Path, fast: bool) -> list[Step]:
@@ -353,7 +352,7 @@ def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
 #   beta 0.5, rpo_alpha 2.0, lr 5e-6, 2 epochs, 8 problems, after 32 rows of 512: +0.0% [+0.0, +0.0] (40 problems)
 #   these: beta 0.1, rpo_alpha 1.0, lr 1e-5, 1 epoch, 64 problems x 4 samples at T 0.8, after 32 rows of 512:
 #       5.0% -> 8.0%, +3.0% [+0.0, +6.0] (200 problems); in the full quickstart 6.6% -> 8.8%, +2.2% [+0.2, +4.2] (500)
-QUICKSTART_DPO = {"beta": 0.1, "rpo_alpha": 1.0, "learning_rate": 1.0e-5}
+QUICKSTART_DPO = {"beta": 0.1, "rpo_alpha": 1.0, "learning_rate": 1.0e-5, "num_train_epochs": 1}
 
 
 def _shrunk_dpo_recipe(out: Path, sizes: Sizes) -> Path:
@@ -362,7 +361,7 @@ def _shrunk_dpo_recipe(out: Path, sizes: Sizes) -> Path:
     for source in recipe["dataset_mixture"]:
         source["num_samples"] = min(source.get("num_samples", sizes.dpo_problems), sizes.dpo_problems)
         source["max_new_tokens"] = 80  # the longest reference solution is 68 tokens
-    recipe.update(QUICKSTART_DPO, num_train_epochs=sizes.dpo_epochs)
+    recipe.update(QUICKSTART_DPO)
     return _write_yaml_once(out / "recipes" / "dpo.yaml", recipe, src)
 
 
@@ -451,6 +450,7 @@ def report_figures(steps: list[Step], out: Path, fast: bool, total_seconds: floa
     """report.json: the report's figures for programs, read back from the files each step wrote."""
     magpie = _magpie_counts(out / "synth")
     by_position = _read_json(out / "context" / "run" / "loss_by_position.json")
+    position_note = position_effect_note(by_position)
     gain = dpo_gain(out)
     humaneval = {}
     for name in () if fast else HUMANEVAL_MODELS:
@@ -464,7 +464,7 @@ def report_figures(steps: list[Step], out: Path, fast: bool, total_seconds: floa
                   "preference_pairs": _read_json(out / "synth" / "preferences" / "summary.json").get("pairs")},
         "context": {"loss_by_position": {k: by_position.get(k) for k in ("before", "after", "original_length", "after_beyond_over_inside",
                                                                          "before_beyond_over_inside")},
-                    **({"note": position_effect_note(by_position)} if position_effect_note(by_position) else {})},
+                    **({"note": position_note} if position_note else {})},
         "dpo": {"n": gain["n"], "after_sft": gain["first"], "after_dpo": gain["second"], "gain": gain["gain"],
                 "gain_ci95": gain["ci"]} if gain else {"n": None, "after_sft": None, "after_dpo": None, "gain_ci95": None},
         "evaluate": {"humaneval": humaneval, **({"humaneval_note": FAST_HUMANEVAL} if fast else {})},

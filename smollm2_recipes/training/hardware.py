@@ -46,14 +46,23 @@ def flops_per_token(model_config, seq_len: int, num_parameters: int) -> float:
     return 6 * num_parameters + 12 * model_config.num_hidden_layers * model_config.hidden_size * seq_len
 
 
-def fp32_without_bf16_units(args) -> bool:
+def bf16_is_emulated(bf16: bool, use_cpu: bool) -> bool:
     """bf16 autocast pays off on a CPU only with bf16 matrix units (AMX, AVX512-BF16); elsewhere torch runs bf16
-    matmuls in a generic kernel many times slower than fp32, so there a stage trains in fp32. Returns whether it
-    switched; the caller says so once the run is built (a refused run prints only its error)."""
-    if not (getattr(args, "bf16", False) and getattr(args, "use_cpu", False)) or cpu_has_bf16_units():
-        return False
+    matmuls in a generic kernel many times slower than fp32."""
+    return bool(bf16 and use_cpu) and not cpu_has_bf16_units()
+
+
+def train_in_fp32(args) -> None:
     args.bf16 = False
     args.mixed_precision = "no"  # TrainingArguments derived it from bf16 when it was built; the Trainer reads this
+
+
+def fp32_without_bf16_units(args) -> bool:
+    """Train a stage in fp32 where its bf16 would be emulated. Returns whether it switched; the caller says so once
+    the run is built (a refused run prints only its error)."""
+    if not bf16_is_emulated(getattr(args, "bf16", False), getattr(args, "use_cpu", False)):
+        return False
+    train_in_fp32(args)
     return True
 
 

@@ -19,7 +19,7 @@ from smollm2_recipes.errors import UserError
 from smollm2_recipes.runkit import claim_output_dir, write_atomic, write_json_atomic
 from smollm2_recipes.runkit.loading import check_model_source
 from smollm2_recipes.runkit.lock import check_output_dir
-from smollm2_recipes.training.hardware import FP32_NOTE, cpu_has_bf16_units
+from smollm2_recipes.training.hardware import FP32_NOTE, bf16_is_emulated, train_in_fp32
 from smollm2_recipes.training import checkpoints as ckpt
 from smollm2_recipes.training.pretrain_config import ModelArguments, PretrainConfig, resolve_batch, resolve_schedule, resolve_steps
 
@@ -99,7 +99,7 @@ class RunPlan:
         args.ignore_data_skip = True  # the stream restores its own position; never re-read skipped batches
         args.bf16 = self.bf16
         if not self.bf16 and args.mixed_precision == "bf16":
-            args.mixed_precision = "no"  # derived from bf16 when the config was built; the Trainer reads this one
+            train_in_fp32(args)
         args.eval_on_start = self.eval_on_start
         return args
 
@@ -163,9 +163,7 @@ def plan_run(config: PretrainConfig, model_args: ModelArguments, data_args, has_
     schedule = resolve_schedule(config, max_steps)
     if config.dataloader_num_workers:
         print("note: dataloader_num_workers is ignored: the stream runs in the main process so its position is exact.", file=sys.stderr)
-    bf16 = bool(config.bf16)
-    if bf16 and config.use_cpu and not cpu_has_bf16_units():  # bf16 matmuls are emulated there, many times slower
-        bf16 = False  # (said once the run is claimed: a refused run prints only its error)
+    bf16 = bool(config.bf16) and not bf16_is_emulated(config.bf16, config.use_cpu)  # said once the run is claimed
     if resume is None and branch_source is not None:
         resume = branch_source  # a branch starts from the main run's state, optimiser and data position included
     return RunPlan(resume=resume, finished=finished, sequences_per_step=sequences_per_step,
