@@ -25,7 +25,7 @@ class BuildPyWithData(build_py):
 # torch is installed by the Makefile first, pinned to 2.13.0: an unpinned torch pulls a multi-GB CUDA build.
 install_requires = [
     "torch>=2.6",
-    "transformers>=5.20,<6",
+    "transformers>=5.25,<6",  # generate(cache=...) / GenerateOutput.cache (evaluation/generation.py), tested on 5.25
     "trl>=1.10,<2",
     "peft>=0.17",
     "datasets>=4.0",

@@ -1,10 +1,15 @@
-"""Batched greedy completion of raw text prompts in fp32, with stop strings. Prompts are sorted by length so
-each left-padded batch wastes little compute; results come back in input order."""
+"""Batched generation in fp32 for evaluation and sampling. Prompts are sorted by length so each left-padded
+batch wastes little compute, and rows that are done leave the batch (`generate_retiring`); results come
+back in input order."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+
+# Rows leave the batch every this many new tokens. A decode step on a CPU costs a fixed part (reading the
+# weights) plus a part per row, so retiring finished rows pays; each retirement is one `generate` call.
+RETIRE_EVERY = 8
 
 
 @contextlib.contextmanager
@@ -32,6 +37,56 @@ def truncate_at(text: str, stops: list[str]) -> str:
     return text[:cut]
 
 
+def _eos_ids(model, tokenizer, generate_kwargs: dict) -> set[int]:
+    ids = generate_kwargs.get("eos_token_id", model.generation_config.eos_token_id)
+    ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
+    return set(ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+
+
+def generate_retiring(model, tokenizer, batch, max_new_tokens: int, stops: list[str] | None = None,
+                      retire_every: int = RETIRE_EVERY, **generate_kwargs) -> list:
+    """`model.generate` on a left-padded `batch`, returning each row's new token ids, but `retire_every`
+    tokens at a time: rows that ended (an eos token, or one of `stops` in their text) leave the batch
+    together with their rows of the KV cache, so the batch stops running at the pace of its longest answer.
+    Greedy outputs equal one plain `generate` call's (tests/test_generation.py); sampled ones are as
+    reproducible, but the random draws differ. benchmarks/bench_generation.py measures the saving."""
+    import torch
+
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    prompt_length, eos = ids.shape[1], _eos_ids(model, tokenizer, generate_kwargs)
+    rows, new_tokens, cache = list(range(len(ids))), [None] * len(ids), None
+    if stops:  # built once: building it reads the whole vocabulary (~0.1 s), too slow for every call
+        from transformers import StoppingCriteriaList, StopStringCriteria
+
+        generate_kwargs["stopping_criteria"] = StoppingCriteriaList([StopStringCriteria(tokenizer, stops)])
+    while rows:
+        budget = max_new_tokens - (ids.shape[1] - prompt_length)
+        step = min(retire_every, budget)
+        out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, max_new_tokens=step,
+                             return_dict_in_generate=True, **generate_kwargs)
+        grown = out.sequences.shape[1] - ids.shape[1]
+        all_ended = grown < step or grown == budget  # generate stops early only when every row has ended
+        keep = []
+        for i, row in enumerate(rows):
+            made = out.sequences[i, prompt_length:]
+            ended = all_ended or bool(eos & set(made[-grown:].tolist()))
+            if not ended and stops:
+                text = tokenizer.decode(made, skip_special_tokens=True)
+                ended = any(s in text for s in stops)
+            if ended:
+                new_tokens[row] = made
+            else:
+                keep.append(i)
+        if not keep:
+            break
+        index = torch.tensor(keep, device=ids.device)
+        cache = out.cache
+        cache.reorder_cache(index)  # the public Cache API beam search uses; here it drops the ended rows
+        mask = torch.cat([mask, mask.new_ones(len(mask), grown)], dim=1)[index]
+        ids, rows = out.sequences[index], [rows[i] for i in keep]
+    return new_tokens
+
+
 def complete(model, tokenizer, prompts: list[str], stops: list[str], max_new_tokens: int = 256, batch_size: int = 8,
              desc: str = "generating", progress: bool = True) -> list[str]:
     """Greedy continuations of `prompts`, each cut at its first stop string."""
@@ -49,11 +104,9 @@ def complete(model, tokenizer, prompts: list[str], stops: list[str], max_new_tok
             for batch_ids in tqdm(batches, desc=desc, disable=not progress, file=sys.stderr):
                 batch = tokenizer([prompts[i] for i in batch_ids], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(model.device)
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                     top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id, stop_strings=stops or None,
-                                     tokenizer=tokenizer)
-                texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-                for i, text in zip(batch_ids, texts):
+                new = generate_retiring(model, tokenizer, batch, max_new_tokens, stops, do_sample=False, temperature=None,
+                                        top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
+                for i, text in zip(batch_ids, tokenizer.batch_decode(new, skip_special_tokens=True)):
                     outputs[i] = truncate_at(text, stops)
     finally:
         tokenizer.padding_side, tokenizer.pad_token = side, pad

@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 
 from smollm2_recipes.errors import UserError
 from smollm2_recipes.evaluation.generation import eval_mode as _eval_mode
+from smollm2_recipes.evaluation.generation import generate_retiring
 from smollm2_recipes.offline import arith_problems
 from smollm2_recipes.runkit.files import write_json_atomic
 
@@ -24,31 +25,31 @@ from smollm2_recipes.runkit.files import write_json_atomic
 def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 32, max_new_tokens: int = 96,
              do_sample: bool = False, temperature: float = 1.0, num_return_sequences: int = 1,
              progress: str | None = None) -> list[list[str]]:
-    """Completions for chat prompts, `num_return_sequences` per prompt, left-padded batches; generation
-    stops at the tokenizer's eos (<|im_end|> for the instruct template)."""
+    """Completions for chat prompts, `num_return_sequences` per prompt, in left-padded batches of `batch_size`
+    prompts of similar length; a row leaves its batch at the tokenizer's eos (<|im_end|> for the instruct
+    template)."""
     from tqdm.auto import tqdm
 
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    outputs: list[list[str]] = []
-    kwargs = {"do_sample": do_sample, "max_new_tokens": max_new_tokens, "num_return_sequences": num_return_sequences,
-              "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    outputs: list[list[str]] = [[] for _ in texts]
+    kwargs = {"do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     if do_sample:
         kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
     try:
         with _eval_mode(model):
-            starts = range(0, len(texts), batch_size)
-            for start in tqdm(starts, desc=progress or "generating", disable=progress is None):
-                batch = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-                batch = batch.to(model.device)
-                out = model.generate(**batch, **kwargs)
-                new = out[:, batch["input_ids"].shape[1]:]
-                decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
-                for i in range(0, len(decoded), num_return_sequences):
-                    outputs.append([d.strip() for d in decoded[i:i + num_return_sequences]])
+            batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+            for ids in tqdm(batches, desc=progress or "generating", disable=progress is None):
+                rows = [texts[i] for i in ids for _ in range(num_return_sequences)]
+                batch = tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+                decoded = tokenizer.batch_decode(generate_retiring(model, tokenizer, batch, max_new_tokens, **kwargs),
+                                                 skip_special_tokens=True)
+                for k, i in enumerate(ids):
+                    outputs[i] = [d.strip() for d in decoded[k * num_return_sequences:(k + 1) * num_return_sequences]]
     finally:
         tokenizer.padding_side = side
     return outputs
@@ -115,7 +116,7 @@ class ArithAccuracyCallback(TrainerCallback):
     def measure(self, model, tokenizer, label: str) -> float:
         start = time.time()
         n = self.args.arith_eval_before_samples if label.startswith("before_") else 0
-        result = evaluate_arith(model, tokenizer, n=n or self.args.arith_eval_samples, seed=self.args.arith_eval_seed, batch_size=50)
+        result = evaluate_arith(model, tokenizer, n=n or self.args.arith_eval_samples, seed=self.args.arith_eval_seed, batch_size=100)
         result["wall_s"] = round(time.time() - start, 1)
         print(f"arith accuracy {label}: {result['accuracy']:.1%} ({result['correct']}/{result['n']}, {result['wall_s']}s)", flush=True)
         path = Path(self.output_dir) / "arith_eval.json"

@@ -234,8 +234,8 @@ class Sizes:
     dpo_problems: int  # on-policy problems sampled for DPO pairs
 
 
-FAST_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=8192, context_scale=1 / 8, loss_by_position_windows=8,
-                   synth_rows=4, sft_steps=8, sft_row_tokens=256, arith_problems=40, arith_problems_before=20,
+FAST_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=8192, context_scale=1 / 8, loss_by_position_windows=4,
+                   synth_rows=4, sft_steps=6, sft_row_tokens=256, arith_problems=40, arith_problems_before=12,
                    dpo_problems=4)
 FULL_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=None, context_scale=1 / 8, loss_by_position_windows=16,
                    synth_rows=12, sft_steps=32, sft_row_tokens=512, arith_problems=500, arith_problems_before=40,
@@ -295,10 +295,11 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
              summarise=partial(_dpo_rows, fast=fast)),
         Step("evaluate", "Offline evaluation before/after: HumanEval, all 164 problems" + (" (left out in FAST mode)" if fast else ""),
              [] if fast else  # FAST keeps the step and says why it has no figures
-             # batches of 16: a quarter faster than 8 on 2 cores, and no slower than 32. Answers capped at 160 new
-             # tokens (the eval default is 256): the 135M's passing answers are all <= 114 tokens, while 26 of its 164
-             # answers never close their code block, and each such answer held its whole batch for 256 steps
-             [["eval", model, "--tasks", "humaneval", "--batch_size", "16", "--max_new_tokens", "160",
+             # batches of 32 whose finished answers leave the batch (generation.generate_retiring): on the first
+             # 64 problems 81 s, against 116 s for 16 and 132 s for one plain generate call per 16. Answers capped at
+             # 160 new tokens (the eval default is 256): the 135M's passing answers are all <= 114 tokens, while 26 of
+             # its 164 answers never close their code block, and each such answer holds its batch to the cap
+             [["eval", model, "--tasks", "humaneval", "--batch_size", "32", "--max_new_tokens", "160",
                "--output_dir", f"{{out}}/{name}"]
               for name, model in zip(HUMANEVAL_MODELS, ["embedded:SmolLM2-135M-Instruct", str(out / "dpo" / "run")])],
              full_size="smollm2 eval recipes/eval/smollm2_instruct.yaml HuggingFaceTB/SmolLM2-1.7B-Instruct",
@@ -350,9 +351,16 @@ def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
 #   beta 0.5, rpo_alpha 2.0, lr 5e-6, 2 epochs, 64 problems, after 80-row SFT: 48.0% -> 48.5% (200 problems)
 #   rpo_alpha 1.0, lr 2e-5, after 80-row SFT: 51.0% -> 43.5% (200 problems)
 #   beta 0.5, rpo_alpha 2.0, lr 5e-6, 2 epochs, 8 problems, after 32 rows of 512: +0.0% [+0.0, +0.0] (40 problems)
-#   these: beta 0.1, rpo_alpha 1.0, lr 1e-5, 1 epoch, 64 problems x 4 samples at T 0.8, after 32 rows of 512:
-#       5.0% -> 8.0%, +3.0% [+0.0, +6.0] (200 problems); in the full quickstart 6.6% -> 8.8%, +2.2% [+0.2, +4.2] (500)
+# and after 32 rows of 512 (6.6% on the 500 problems), beta 0.1, 1 epoch:
+#   rpo_alpha 1.0, lr 1e-5, 64 problems x 4 samples at T 0.8: +3.0% [+0.0, +6.0] (200 problems); on 500,
+#       +2.2% [+0.2, +4.2] with one draw of samples (one generate call per batch) and +1.8% [-0.2, +3.8] with
+#       another (rows retiring as they end: the same distribution, other random draws)
+#   the same pairs, lr 2e-5: -1.0% [-3.6, +1.6]; rpo_alpha 2.0: +1.8% [-0.2, +3.8]
+#   these: rpo_alpha 1.0, lr 1e-5, 64 problems x 2 samples at T 0.5 (nearer the greedy answers that are scored,
+#       and half the sampling time): +1.4% [-0.4, +3.2]; 96 problems: +1.6% [-0.6, +3.8]
+# Every draw gains 1.4-2.2 points, but 500 problems resolve about 2 (see README: not met).
 QUICKSTART_DPO = {"beta": 0.1, "rpo_alpha": 1.0, "learning_rate": 1.0e-5, "num_train_epochs": 1}
+QUICKSTART_ONPOLICY = {"samples_per_prompt": 2, "temperature": 0.5, "max_new_tokens": 80}  # 80: the longest reference is 68 tokens
 
 
 def _shrunk_dpo_recipe(out: Path, sizes: Sizes) -> Path:
@@ -360,7 +368,7 @@ def _shrunk_dpo_recipe(out: Path, sizes: Sizes) -> Path:
     recipe = _read_yaml(src)
     for source in recipe["dataset_mixture"]:
         source["num_samples"] = min(source.get("num_samples", sizes.dpo_problems), sizes.dpo_problems)
-        source["max_new_tokens"] = 80  # the longest reference solution is 68 tokens
+        source.update(QUICKSTART_ONPOLICY)
     recipe.update(QUICKSTART_DPO)
     return _write_yaml_once(out / "recipes" / "dpo.yaml", recipe, src)
 

@@ -15,6 +15,8 @@ from typing import Any, Optional
 from distilabel.models.llms import TransformersLLM
 from pydantic import Field, PrivateAttr
 
+from smollm2_recipes.evaluation.generation import generate_retiring
+
 STOP, LENGTH = "stop", "length"
 
 
@@ -58,7 +60,7 @@ class TrieConstraint:
     def __call__(self, input_ids, scores):
         import torch
 
-        if self.start is None:  # the first call sees the (left-padded) prompts only
+        if self.start is None:  # the first call sees the (left-padded) prompts only; later `generate` calls see them too
             self.start = input_ids.shape[1]
         mask = torch.full_like(scores, float("-inf"))
         for b, row in enumerate(input_ids[:, self.start:].tolist()):
@@ -115,17 +117,19 @@ class BatchedTransformersLLM(TransformersLLM):
         results = []
         for start in range(0, len(prompts), self.pipeline_batch_size):
             chunk = prompts[start:start + self.pipeline_batch_size]
-            enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, num_return_sequences=num_generations, do_sample=do_sample,
-                                          repetition_penalty=repetition_penalty, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+            rows = [p for p in chunk for _ in range(num_generations)]
+            enc = tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            kwargs: dict[str, Any] = dict(do_sample=do_sample, repetition_penalty=repetition_penalty,
+                                          pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
             if do_sample:
                 kwargs.update(temperature=temperature, top_p=top_p, top_k=top_k or None)
+            limit = max_new_tokens
             if self._json_sequences:
                 constraint = TrieConstraint(self._json_sequences, eos)
-                kwargs.update(logits_processor=[constraint], max_new_tokens=constraint.longest)
-            with torch.no_grad():
-                out = model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1]:].tolist()
+                kwargs.update(logits_processor=[constraint])
+                limit = constraint.longest
+            with torch.no_grad():  # a reply that ends leaves the batch: the batch does not wait for its longest
+                new = [t.tolist() for t in generate_retiring(model, tokenizer, enc, limit, **kwargs)]
             for i in range(len(chunk)):
                 texts, n_out, reasons = [], [], []
                 for ids in new[i * num_generations:(i + 1) * num_generations]:
@@ -133,7 +137,7 @@ class BatchedTransformersLLM(TransformersLLM):
                     texts.append(tokenizer.decode(ids if end is None else ids[:end], skip_special_tokens=True))
                     n_out.append(len(ids) if end is None else end + 1)
                     reasons.append(LENGTH if end is None else STOP)
-                n_in = int(enc["attention_mask"][i].sum())
+                n_in = int(enc["attention_mask"][i * num_generations].sum())
                 results.append({"generations": texts,
                                 "statistics": {"input_tokens": [n_in] * num_generations, "output_tokens": n_out, "finish_reasons": reasons}})
             self._progress.update(len(chunk) * num_generations)
