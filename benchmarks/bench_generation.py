@@ -18,25 +18,6 @@ import sys
 import time
 
 
-def _plain(model, tokenizer, prompts: list[str], stops: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    """The baseline: `complete` as it was, one `generate` call per length-sorted batch."""
-    from smollm2_recipes.evaluation.generation import eval_mode, truncate_at
-
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs = [""] * len(prompts)
-    tokenizer.padding_side = "left"
-    with eval_mode(model):
-        for start in range(0, len(order), batch_size):
-            ids = order[start:start + batch_size]
-            batch = tokenizer([prompts[i] for i in ids], return_tensors="pt", padding=True, add_special_tokens=False)
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                                 top_k=None, pad_token_id=tokenizer.pad_token_id, stop_strings=stops, tokenizer=tokenizer)
-            texts = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-            for i, text in zip(ids, texts):
-                outputs[i] = truncate_at(text, stops)
-    return outputs
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=48, help="the first N HumanEval problems")
@@ -47,7 +28,7 @@ def main(argv=None) -> int:
     import torch
 
     from smollm2_recipes.evaluation import humaneval
-    from smollm2_recipes.evaluation.generation import complete
+    from smollm2_recipes.evaluation.generation import RETIRE_EVERY, complete
     from smollm2_recipes.models import load_pretrained
 
     torch.manual_seed(0)
@@ -55,9 +36,11 @@ def main(argv=None) -> int:
     problems = humaneval.load_problems()[:ns.problems]
     prompts = [humaneval.build_prompt(p, tokenizer, True) for p in problems]
     timings, answers = {}, {}
-    for name, run in (("retiring", complete), ("plain", _plain)):
+    # the baseline is the same function making one generate call per batch (rows retire only at the cap)
+    for name, retire_every in (("retiring", RETIRE_EVERY), ("plain", ns.max_new_tokens)):
         start = time.perf_counter()
-        answers[name] = run(model, tokenizer, prompts, humaneval.CHAT_STOPS, ns.max_new_tokens, ns.batch)
+        answers[name] = complete(model, tokenizer, prompts, humaneval.CHAT_STOPS, ns.max_new_tokens, ns.batch,
+                                 name, False, retire_every)
         timings[name] = time.perf_counter() - start
         print(f"{name}: {timings[name]:.1f} s for {len(prompts)} problems", file=sys.stderr)
     same = sum(a == b for a, b in zip(answers["retiring"], answers["plain"]))

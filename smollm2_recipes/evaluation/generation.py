@@ -37,10 +37,11 @@ def truncate_at(text: str, stops: list[str]) -> str:
     return text[:cut]
 
 
-def _eos_ids(model, tokenizer, generate_kwargs: dict) -> set[int]:
-    ids = generate_kwargs.get("eos_token_id", model.generation_config.eos_token_id)
+def eos_ids(model, tokenizer, eos_token_id=None) -> list[int]:
+    """Every token that ends a generation: `eos_token_id` (else the model's generation config) and the tokenizer's."""
+    ids = model.generation_config.eos_token_id if eos_token_id is None else eos_token_id
     ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
-    return set(ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+    return sorted(set(ids) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
 
 
 def generate_retiring(model, tokenizer, batch, max_new_tokens: int, stops: list[str] | None = None,
@@ -53,7 +54,7 @@ def generate_retiring(model, tokenizer, batch, max_new_tokens: int, stops: list[
     import torch
 
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    prompt_length, eos = ids.shape[1], _eos_ids(model, tokenizer, generate_kwargs)
+    prompt_length, eos = ids.shape[1], set(eos_ids(model, tokenizer, generate_kwargs.get("eos_token_id")))
     rows, new_tokens, cache = list(range(len(ids))), [None] * len(ids), None
     if stops:  # built once: building it reads the whole vocabulary (~0.1 s), too slow for every call
         from transformers import StoppingCriteriaList, StopStringCriteria
@@ -88,8 +89,9 @@ def generate_retiring(model, tokenizer, batch, max_new_tokens: int, stops: list[
 
 
 def complete(model, tokenizer, prompts: list[str], stops: list[str], max_new_tokens: int = 256, batch_size: int = 8,
-             desc: str = "generating", progress: bool = True) -> list[str]:
-    """Greedy continuations of `prompts`, each cut at its first stop string."""
+             desc: str = "generating", progress: bool = True, retire_every: int = RETIRE_EVERY) -> list[str]:
+    """Greedy continuations of `prompts`, each cut at its first stop string (`retire_every=max_new_tokens`:
+    one plain `generate` call per batch, the baseline of benchmarks/bench_generation.py)."""
     from tqdm.auto import tqdm
 
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -104,8 +106,8 @@ def complete(model, tokenizer, prompts: list[str], stops: list[str], max_new_tok
             for batch_ids in tqdm(batches, desc=desc, disable=not progress, file=sys.stderr):
                 batch = tokenizer([prompts[i] for i in batch_ids], return_tensors="pt", padding=True,
                                   add_special_tokens=False).to(model.device)
-                new = generate_retiring(model, tokenizer, batch, max_new_tokens, stops, do_sample=False, temperature=None,
-                                        top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
+                new = generate_retiring(model, tokenizer, batch, max_new_tokens, stops, retire_every, do_sample=False,
+                                        temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
                 for i, text in zip(batch_ids, tokenizer.batch_decode(new, skip_special_tokens=True)):
                     outputs[i] = truncate_at(text, stops)
     finally:

@@ -492,7 +492,7 @@ def write_report_json(steps: list[Step], out: Path, fast: bool, total_seconds: f
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
     parser.add_argument("--output_dir", default="outputs/quickstart")
-    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 6.5 minutes on 2 CPU cores; the full run about 29)")
+    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 6.3 minutes on 2 CPU cores; the full run about 25)")
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)

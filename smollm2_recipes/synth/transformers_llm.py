@@ -15,7 +15,7 @@ from typing import Any, Optional
 from distilabel.models.llms import TransformersLLM
 from pydantic import Field, PrivateAttr
 
-from smollm2_recipes.evaluation.generation import generate_retiring
+from smollm2_recipes.evaluation.generation import eos_ids, generate_retiring
 
 STOP, LENGTH = "stop", "length"
 
@@ -99,11 +99,6 @@ class BatchedTransformersLLM(TransformersLLM):
         if self.json_choices:
             self._json_sequences = [tokenizer.encode(s, add_special_tokens=False) for s in json_completions(self.json_choices)]
 
-    def _eos_ids(self) -> list[int]:
-        ids = self._pipeline.model.generation_config.eos_token_id
-        ids = [] if ids is None else ([ids] if isinstance(ids, int) else list(ids))
-        return sorted(set(ids) | {self._pipeline.tokenizer.eos_token_id})
-
     # The same explicit signature as TransformersLLM.generate: distilabel reads it to find runtime parameters.
     def generate(self, inputs: list, num_generations: int = 1, max_new_tokens: int = 128, temperature: float = 0.1,
                  repetition_penalty: float = 1.1, top_p: float = 1.0, top_k: int = 0, do_sample: bool = True) -> list:
@@ -112,7 +107,8 @@ class BatchedTransformersLLM(TransformersLLM):
 
         if self._progress is None:  # one bar per step process: generations done so far and their rate
             self._progress = tqdm(desc=self.progress_desc, unit="gen", dynamic_ncols=True)
-        tokenizer, model, eos = self._pipeline.tokenizer, self._pipeline.model, self._eos_ids()
+        tokenizer, model = self._pipeline.tokenizer, self._pipeline.model
+        eos = eos_ids(model, tokenizer)
         prompts = [self.prepare_input(input=i) for i in inputs]
         results = []
         for start in range(0, len(prompts), self.pipeline_batch_size):
