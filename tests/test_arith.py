@@ -63,3 +63,30 @@ def test_accuracy_callback_scores_the_starting_model_on_its_own_count(micro_mode
     assert [results["before_sft"]["n"], results["after_sft"]["n"]] == [2, 5]
     questions = [s["question"] for s in results["after_sft"]["samples"]]
     assert [s["question"] for s in results["before_sft"]["samples"]] == questions[:2]  # the same first problems
+
+
+def test_greedy_onpolicy_pairs_reject_the_answer_an_evaluation_would_score(instruct_model_path, tmp_path):
+    """temperature 0: one greedy answer per problem, the same on every call, and it is the rejected side of
+    each pair (SmolLM2-135M-Instruct before SFT gets none right in 16 tokens: every chosen is the reference)."""
+    import pytest
+
+    from smollm2_recipes.errors import UserError
+    from smollm2_recipes.models import load_pretrained
+    from smollm2_recipes.offline.arith_accuracy import generate
+    from smollm2_recipes.offline.onpolicy_pairs import onpolicy_pairs
+
+    model, tokenizer = load_pretrained(instruct_model_path, dtype="float32")
+    kwargs = {"samples_per_prompt": 1, "temperature": 0, "max_new_tokens": 16}
+    first = onpolicy_pairs(model, tokenizer, 3, seed=1, out_dir=str(tmp_path), **kwargs)
+    assert first == onpolicy_pairs(model, tokenizer, 3, seed=1, **kwargs)  # greedy: the same answers every time
+    problems = arith_problems.train_problems(3, 1 + 7_919)
+    greedy = generate(model, tokenizer, [[{"role": "user", "content": p.question}] for p in problems], max_new_tokens=16)
+    answers = [g[0] for g in greedy]
+    assert all(answers) and not any(arith_problems.check_answer(a, p.answer) for a, p in zip(answers, problems))
+    assert [row["rejected"][0]["content"] for row in first] == answers
+    assert [row["chosen"][0]["content"] for row in first] == [p.solution for p in problems]
+    assert (tmp_path / "onpolicy_pairs.jsonl").is_file()
+    with pytest.raises(UserError, match="temperature 0 .greedy. gives one answer per problem: set samples_per_prompt to 1, not 2"):
+        onpolicy_pairs(model, tokenizer, 3, samples_per_prompt=2, temperature=0)
+    with pytest.raises(UserError, match="temperature must be a number >= 0"):
+        onpolicy_pairs(model, tokenizer, 3, temperature=-0.5)

@@ -7,6 +7,7 @@ arith_problems.py   verified arithmetic word problems (the tiny SFT/DPO data, `a
 arith_accuracy.py   exact-match accuracy on them, and the TrainerCallback that reports it during SFT/DPO
 onpolicy_pairs.py   on-policy DPO pairs sorted by the arithmetic verifier
 quickstart.py   `smollm2 quickstart`: the whole pipeline in miniature
+step_commands.py    runs its `smollm2` commands, forked from one warm process on Linux
 
 The library reaches this package only through `smollm2_recipes.assets.resolve` (for `embedded:` names) and
 the `arith:` data names; nothing here is imported by a real run.

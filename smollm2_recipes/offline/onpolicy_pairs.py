@@ -1,7 +1,8 @@
 """On-policy preference pairs for the arithmetic task: the model being trained answers each problem a
-few times (sampling), the verifier (`arith_problems.check_answer`) sorts the answers, and a correct and a wrong
-one become chosen / rejected. Pairs come from the model's own distribution, so DPO pushes on the
-mistakes it actually makes instead of on synthetic ones it would never produce."""
+few times (sampling) or once (greedy, `temperature` 0), the verifier (`arith_problems.check_answer`) sorts
+the answers, and a correct and a wrong one become chosen / rejected. Pairs come from the model's own
+distribution, so DPO pushes on the mistakes it actually makes instead of on synthetic ones it would never
+produce."""
 
 from __future__ import annotations
 
@@ -14,19 +15,28 @@ from smollm2_recipes.offline import arith_problems
 
 def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None = None, samples_per_prompt: int = 4,
                    temperature: float = 0.8, max_new_tokens: int = 96, reference_fallback: bool = True,
-                   batch_size: int = 16) -> list[dict]:
+                   rows_per_batch: int = 64) -> list[dict]:
     """Pairs for up to n training problems. A problem the model always solves gives no pair; one it never
-    solves pairs the reference solution (chosen) with a sampled mistake when `reference_fallback`."""
+    solves pairs the reference solution (chosen) with a sampled mistake when `reference_fallback`.
+    `temperature` 0 takes the model's greedy answer, the one an evaluation scores (one per problem)."""
     import torch
 
+    from smollm2_recipes.errors import UserError
     from smollm2_recipes.offline.arith_accuracy import generate
+
+    if not isinstance(temperature, (int, float)) or temperature < 0:
+        raise UserError(f"arith:onpolicy temperature must be a number >= 0 (0: the greedy answer), got {temperature!r}.")
+    if temperature == 0 and samples_per_prompt != 1:
+        raise UserError(f"arith:onpolicy with temperature 0 (greedy) gives one answer per problem: set samples_per_prompt "
+                        f"to 1, not {samples_per_prompt}.")
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
     problems = arith_problems.train_problems(n, seed + 7_919)
     prompts = [[{"role": "user", "content": p.question}] for p in problems]
-    samples = generate(model, tokenizer, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=True,
-                       temperature=temperature, num_return_sequences=samples_per_prompt, progress="on-policy samples")
+    samples = generate(model, tokenizer, prompts, batch_size=max(1, rows_per_batch // samples_per_prompt),
+                       max_new_tokens=max_new_tokens, do_sample=temperature > 0, temperature=temperature,
+                       num_return_sequences=samples_per_prompt, progress="on-policy samples")
     rows, stats = [], Counter()
     for problem, outs in zip(problems, samples):
         good = [o for o in outs if arith_problems.check_answer(o, problem.answer)]

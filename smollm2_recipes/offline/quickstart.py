@@ -2,8 +2,8 @@
 real SmolLM2 tokenizer and SmolLM2-135M-Instruct, ending in outputs/quickstart/REPORT.md and, next to it,
 report.json (the same figures for programs).
 
-Each step is a real `smollm2 ...` command run in a subprocess (the same code a user runs), writing into
-its own folder. A step whose folder holds a `.done` marker from an earlier run with the same settings is
+Each step is a real `smollm2 ...` command run in a process of its own (the same code a user runs; see
+step_commands.py), writing into its own folder. A step whose folder holds a `.done` marker from an earlier run with the same settings is
 reused and says so, so a second run only redoes what changed. Figures for the report are read back from
 the files each step wrote (JSON results, trainer logs), never recomputed here.
 """
@@ -14,8 +14,6 @@ import json
 import math
 import shlex
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from smollm2_recipes.errors import UserError
+from smollm2_recipes.offline.step_commands import run_command
 from smollm2_recipes.runkit.parsing import ArgumentParser
 
 
@@ -41,10 +40,6 @@ class Step:
     figures: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     reused: bool = False
-
-
-def _smollm2() -> list[str]:
-    return [sys.executable, "-m", "smollm2_recipes"]
 
 
 def _read_json(path: Path) -> dict:
@@ -234,11 +229,13 @@ class Sizes:
     dpo_problems: int  # on-policy problems sampled for DPO pairs
 
 
-# A fifth of the pretraining tokens instead of a quarter: FAST's decay and cooldown ended worse than checkpoint-24.
-FAST_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=8192, context_scale=1 / 8, loss_by_position_windows=4,
-                   synth_rows=4, sft_steps=6, sft_row_tokens=256, arith_problems=40, arith_problems_before=12,
+# Fewer pretraining tokens break the cooldown comparison: with a fifth of them (36 steps), FAST's decay and cooldown
+# ended worse than checkpoint-24; with an eighth in batches of 1,024 (the same 45 steps), the decay ended worse
+# than checkpoint-30.
+FAST_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=4096, context_scale=1 / 8, loss_by_position_windows=4,
+                   synth_rows=4, sft_steps=6, sft_row_tokens=256, arith_problems=24, arith_problems_before=8,
                    dpo_problems=4)
-FULL_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=None, context_scale=1 / 8, loss_by_position_windows=16,
+FULL_SIZES = Sizes(pretrain_scale=1 / 4, perplexity_tokens=16384, context_scale=1 / 8, loss_by_position_windows=8,
                    synth_rows=12, sft_steps=32, sft_row_tokens=512, arith_problems=500, arith_problems_before=40,
                    dpo_problems=64)
 
@@ -298,9 +295,9 @@ def build_steps(out: Path, fast: bool) -> list[Step]:
              [] if fast else  # FAST keeps the step and says why it has no figures
              # batches of 32 whose finished answers leave the batch (generation.generate_retiring): on the first
              # 64 problems 81 s, against 116 s for 16 and 132 s for one plain generate call per 16. Answers capped at
-             # 160 new tokens (the eval default is 256): the 135M's passing answers are all <= 114 tokens, while 26 of
-             # its 164 answers never close their code block, and each such answer holds its batch to the cap
-             [["eval", model, "--tasks", "humaneval", "--batch_size", "32", "--max_new_tokens", "160",
+             # 128 new tokens (the eval default is 256): the 135M's passing answers are all <= 114 tokens, while 48 of
+             # its 164 answers reach 128, and each such answer holds its batch to the cap
+             [["eval", model, "--tasks", "humaneval", "--batch_size", "32", "--max_new_tokens", "128",
                "--output_dir", f"{{out}}/{name}"]
               for name, model in zip(HUMANEVAL_MODELS, ["embedded:SmolLM2-135M-Instruct", str(out / "dpo" / "run")])],
              full_size="smollm2 eval recipes/eval/smollm2_instruct.yaml HuggingFaceTB/SmolLM2-1.7B-Instruct",
@@ -357,11 +354,15 @@ def _shrunk_pretrain_recipe(out: Path, scale: float) -> Path:
 #       +2.2% [+0.2, +4.2] with one draw of samples (one generate call per batch) and +1.8% [-0.2, +3.8] with
 #       another (rows retiring as they end: the same distribution, other random draws)
 #   the same pairs, lr 2e-5: -1.0% [-3.6, +1.6]; rpo_alpha 2.0: +1.8% [-0.2, +3.8]
-#   these: rpo_alpha 1.0, lr 1e-5, 64 problems x 2 samples at T 0.5 (nearer the greedy answers that are scored,
-#       and half the sampling time): +1.4% [-0.4, +3.2]; 96 problems: +1.6% [-0.6, +3.8]
-# Every draw gains 1.4-2.2 points, but 500 problems resolve about 2 (see README: not met).
+#   rpo_alpha 1.0, lr 1e-5, 64 problems x 2 samples at T 0.5: +1.4% [-0.4, +3.2]; 96 problems: +1.6% [-0.6, +3.8]
+#   those 64 x 2 pairs with each rejected answer cut after its first line that differs from chosen (step-level,
+#       the later lines are often right arithmetic on a wrong number): +0.8% [-1.0, +2.8]
+#   the same pairs, lr 1e-4: -4.6% [-7.2, -2.2]; rpo_alpha 10: +1.2% [-0.6, +3.0]; rpo_alpha 10, lr 5e-5: -1.0% [-3.8, +1.6]
+#   these: rpo_alpha 1.0, lr 1e-5, each problem's greedy answer (the one the evaluation scores) as rejected, the
+#       reference as chosen: +1.8% [-0.2, +3.8] on 500, with half the sampling time of 2 samples per problem
+# Every setting at lr 1e-5 gains 1.2-2.2 points, any higher lr loses, and 500 problems resolve about 2 (README).
 QUICKSTART_DPO = {"beta": 0.1, "rpo_alpha": 1.0, "learning_rate": 1.0e-5, "num_train_epochs": 1}
-QUICKSTART_ONPOLICY = {"samples_per_prompt": 2, "temperature": 0.5, "max_new_tokens": 80}  # 80: the longest reference is 68 tokens
+QUICKSTART_ONPOLICY = {"samples_per_prompt": 1, "temperature": 0, "max_new_tokens": 80}  # 80: the longest reference is 68 tokens
 
 
 def _shrunk_dpo_recipe(out: Path, sizes: Sizes) -> Path:
@@ -390,19 +391,6 @@ def _settings_key(step: Step) -> str:
     return json.dumps({"commands": step.commands, "recipes": recipes}, sort_keys=True)
 
 
-def _run_teed(cmd: list[str], log_path: Path) -> tuple[int, str]:
-    """Run a command with its output (progress bars included) on the terminal and in the step's log."""
-    chunks = []
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        while chunk := proc.stdout.read1(4096):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-            log.write(chunk)
-            chunks.append(chunk)
-        return proc.wait(), b"".join(chunks).decode(errors="replace")
-
-
 def run_step(step: Step, folder: Path, rerun: bool) -> bool:
     """Run a step unless an earlier run finished it with the same settings (and nothing upstream re-ran).
     Returns whether it ran. A step that did not finish leaves no `.done`, and its folder is redone."""
@@ -418,10 +406,10 @@ def run_step(step: Step, folder: Path, rerun: bool) -> bool:
         folder.mkdir(parents=True)
         start = time.time()
         for argv in step.commands:
-            cmd = _smollm2() + [a.replace("{out}", str(folder)) for a in argv]
-            print(f"  $ smollm2 {shlex.join(cmd[3:])}", flush=True)
+            command = [a.replace("{out}", str(folder)) for a in argv]
+            print(f"  $ smollm2 {shlex.join(command)}", flush=True)
             started = time.time()
-            returncode, output = _run_teed(cmd, folder / "log.txt")
+            returncode, output = run_command(command, folder / "log.txt")
             print(f"  ({time.time() - started:.0f} s: smollm2 {argv[0]})", flush=True)
             if step.name == "chat":
                 (folder / "chat.txt").write_text(output)
@@ -492,7 +480,7 @@ def write_report_json(steps: list[Step], out: Path, fast: bool, total_seconds: f
 def main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="smollm2 quickstart", description="The whole SmolLM2 pipeline in miniature, offline.")
     parser.add_argument("--output_dir", default="outputs/quickstart")
-    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 6.3 minutes on 2 CPU cores; the full run about 25)")
+    parser.add_argument("--fast", action="store_true", help="shrink every step, skip none but HumanEval (about 5 minutes on 2 CPU cores; the full run about 22)")
     parser.add_argument("--only", nargs="*", help="run only these steps (names as printed)")
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
