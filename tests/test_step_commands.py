@@ -4,10 +4,15 @@ through it in tests/test_quickstart.py; these check its contract on commands tha
 
 import sys
 
+import pytest
+
 from smollm2_recipes.offline import step_commands
 
 
-def test_a_command_s_output_and_status_come_back_and_land_in_the_log(tmp_path, capfd):
+# forked from this process (Linux) and a fresh `python -m smollm2_recipes` (elsewhere) keep one contract
+@pytest.mark.parametrize("fork", [True, False] if step_commands._FORK else [False])
+def test_a_command_s_output_and_status_come_back_and_land_in_the_log(tmp_path, capfd, monkeypatch, fork):
+    monkeypatch.setattr(step_commands, "_FORK", fork)
     log = tmp_path / "log.txt"
     status, output = step_commands.run_command(["--help"], log)
     assert status == 0 and "quickstart" in output

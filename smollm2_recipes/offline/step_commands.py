@@ -4,7 +4,8 @@ included) on the terminal and in the step's log.
 On Linux each command's process is forked from a parent that has already imported torch, transformers and
 TRL. A fresh interpreter spends ~5 s of a 2-core CPU importing them, and the quickstart runs ~18 commands, so
 forking saves over a minute. Elsewhere (macOS, Windows) each command is a fresh `python -m smollm2_recipes`.
-The parent only imports: it runs no torch op, so no thread pool exists to be lost in the fork."""
+The parent only imports torch and runs none of its ops (the quickstart reads the steps' JSON results), so
+no torch thread pool exists yet to be lost in the fork."""
 
 from __future__ import annotations
 
@@ -20,14 +21,15 @@ from pathlib import Path
 PRELOAD = ("torch", "transformers", "datasets", "trl.trainer.sft_trainer", "trl.trainer.dpo_trainer",
            "smollm2_recipes.cli")
 _FORK = sys.platform == "linux" and hasattr(os, "fork")
-
-
 _preloaded = False
 
 
-def _preload() -> None:
-    """Import what the commands share, once, before the first command is forked from this process."""
+def warm_up() -> None:
+    """Import what the commands share, once, before the first command is forked from this process (a no-op
+    where commands are not forked, or once done)."""
     global _preloaded
+    if not _FORK or _preloaded:
+        return
     started = time.time()
     for name in PRELOAD:
         importlib.import_module(name)
@@ -39,8 +41,7 @@ def _preload() -> None:
 
 def run_command(argv: list[str], log_path: Path) -> tuple[int, str]:
     """Run `smollm2 ARGV`; returns (exit status, output)."""
-    if _FORK and not _preloaded:
-        _preload()
+    warm_up()
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
