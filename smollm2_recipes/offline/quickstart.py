@@ -4,8 +4,8 @@ report.json (the same figures for programs).
 
 Each step is a real `smollm2 ...` command run in a process of its own (the same code a user runs; see
 step_commands.py), writing into its own folder. A step whose folder holds a `.done` marker from an earlier
-run with the same settings is reused and says so, so a second run only redoes what changed. Figures for the report are read back from
-the files each step wrote (JSON results, trainer logs), never recomputed here.
+run with the same settings is reused and says so, so a second run only redoes what changed. Figures for the
+report are read back from the files each step wrote (JSON results, trainer logs), never recomputed here.
 """
 
 from __future__ import annotations
