@@ -98,6 +98,19 @@ def test_bad_mixtures_fail_with_one_clear_message(mixture, match):
         load_mixture(ChatDataArguments(dataset_mixture=mixture), "chat", seed=0)
 
 
+@pytest.mark.parametrize("source,match", [
+    ({"path": "arith:onpolicy", "temperature": 0, "samples_per_prompt": 2}, "greedy. gives one answer per problem: set samples_per_prompt to 1, not 2"),
+    ({"path": "arith:onpolicy", "temperature": -0.5}, "temperature must be a number >= 0 .0: the greedy answer., got -0.5"),
+    ({"path": "arith:onpolicy", "max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
+    ({"path": "arith:onpolicy", "reference_fallback": "no"}, "reference_fallback must be true or false, got 'no'"),
+    ({"path": "arith:sft", "temperature": 0.5}, "temperature only apply to the arith:onpolicy source, not to 'arith:sft'"),
+])
+def test_onpolicy_options_are_checked_when_the_recipe_is_read(source, match):
+    # parse_mixture reads the recipe only: the mistake is named before any model is loaded
+    with pytest.raises(UserError, match=match):
+        parse_mixture(ChatDataArguments(dataset_mixture=[source]))
+
+
 def test_missing_columns_and_all_bad_rows_are_user_errors(tmp_path):
     path = _jsonl(tmp_path / "x.jsonl", [{"text": "a"}])
     with pytest.raises(UserError, match=r"has no column\(s\) \['messages'\]"):

@@ -88,28 +88,47 @@ def generate_retiring(model, tokenizer, batch, max_new_tokens: int, stops: list[
     return new_tokens
 
 
+@contextlib.contextmanager
+def left_padded(tokenizer):
+    """Left padding (generation continues at the right edge) and a pad token (base tokenizers have none; padding
+    is masked out anyway) for the duration, then the caller's settings back."""
+    side, pad = tokenizer.padding_side, tokenizer.pad_token
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.padding_side, tokenizer.pad_token = side, pad
+
+
+def generate_sorted(model, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int, copies: int = 1,
+                    stops: list[str] | None = None, retire_every: int = RETIRE_EVERY, desc: str | None = None,
+                    **generate_kwargs) -> list[list[str]]:
+    """`copies` decoded continuations of each text, in input order, generated in left-padded batches of
+    `batch_size` texts of similar length (sorted, so little compute goes to padding); `desc` names the
+    progress bar (None: no bar)."""
+    from tqdm.auto import tqdm
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    outputs: list[list[str]] = [[] for _ in texts]
+    with left_padded(tokenizer), eval_mode(model):
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        for ids in tqdm(batches, desc=desc, disable=desc is None, file=sys.stderr):
+            rows = [texts[i] for i in ids for _ in range(copies)]
+            batch = tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            new = generate_retiring(model, tokenizer, batch, max_new_tokens, stops, retire_every,
+                                    pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+            decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+            for k, i in enumerate(ids):
+                outputs[i] = decoded[k * copies:(k + 1) * copies]
+    return outputs
+
+
 def complete(model, tokenizer, prompts: list[str], stops: list[str], max_new_tokens: int = 256, batch_size: int = 8,
              desc: str = "generating", progress: bool = True, retire_every: int = RETIRE_EVERY) -> list[str]:
     """Greedy continuations of `prompts`, each cut at its first stop string (`retire_every=max_new_tokens`:
     one plain `generate` call per batch, the baseline of benchmarks/bench_generation.py)."""
-    from tqdm.auto import tqdm
-
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    outputs: list[str] = [""] * len(prompts)
-    side, pad = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:  # base tokenizers have none; padding is masked out anyway
-        tokenizer.pad_token = tokenizer.eos_token
-    try:
-        with eval_mode(model):
-            batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-            for batch_ids in tqdm(batches, desc=desc, disable=not progress, file=sys.stderr):
-                batch = tokenizer([prompts[i] for i in batch_ids], return_tensors="pt", padding=True,
-                                  add_special_tokens=False).to(model.device)
-                new = generate_retiring(model, tokenizer, batch, max_new_tokens, stops, retire_every, do_sample=False,
-                                        temperature=None, top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
-                for i, text in zip(batch_ids, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                    outputs[i] = truncate_at(text, stops)
-    finally:
-        tokenizer.padding_side, tokenizer.pad_token = side, pad
-    return outputs
+    outputs = generate_sorted(model, tokenizer, prompts, max_new_tokens, batch_size, stops=stops, retire_every=retire_every,
+                              desc=desc if progress else None, do_sample=False, temperature=None, top_p=None, top_k=None)
+    return [truncate_at(out[0], stops) for out in outputs]

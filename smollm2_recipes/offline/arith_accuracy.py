@@ -16,8 +16,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from smollm2_recipes.errors import UserError
-from smollm2_recipes.evaluation.generation import eval_mode as _eval_mode
-from smollm2_recipes.evaluation.generation import generate_retiring
+from smollm2_recipes.evaluation.generation import generate_sorted
 from smollm2_recipes.offline import arith_problems
 from smollm2_recipes.runkit.files import write_json_atomic
 
@@ -28,31 +27,14 @@ def generate(model, tokenizer, prompts: list[list[dict]], batch_size: int = 32, 
     """Completions for chat prompts, `num_return_sequences` per prompt, in left-padded batches of `batch_size`
     prompts of similar length; a row leaves its batch at the tokenizer's eos (<|im_end|> for the instruct
     template)."""
-    from tqdm.auto import tqdm
-
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    outputs: list[list[str]] = [[] for _ in texts]
-    kwargs = {"do_sample": do_sample, "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id}
     if do_sample:
-        kwargs.update(temperature=temperature, top_p=1.0, top_k=0)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
     else:
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    try:
-        with _eval_mode(model):
-            batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-            for ids in tqdm(batches, desc=progress or "generating", disable=progress is None):
-                rows = [texts[i] for i in ids for _ in range(num_return_sequences)]
-                batch = tokenizer(rows, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-                decoded = tokenizer.batch_decode(generate_retiring(model, tokenizer, batch, max_new_tokens, **kwargs),
-                                                 skip_special_tokens=True)
-                for k, i in enumerate(ids):
-                    outputs[i] = [d.strip() for d in decoded[k * num_return_sequences:(k + 1) * num_return_sequences]]
-    finally:
-        tokenizer.padding_side = side
-    return outputs
+        sampling = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    outputs = generate_sorted(model, tokenizer, texts, max_new_tokens, batch_size, copies=num_return_sequences,
+                              desc=progress, eos_token_id=tokenizer.eos_token_id, **sampling)
+    return [[text.strip() for text in out] for out in outputs]
 
 
 def evaluate_arith(model, tokenizer, n: int = 200, seed: int = 0, batch_size: int = 32, max_new_tokens: int = 80,

@@ -10,7 +10,22 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from smollm2_recipes.errors import UserError
 from smollm2_recipes.offline import arith_problems
+
+
+def check_options(samples_per_prompt=1, temperature=0.0, max_new_tokens=1, reference_fallback=True) -> None:
+    """The `arith:onpolicy` source options, checked when the recipe is read (before any model loads)."""
+    for key, value in (("samples_per_prompt", samples_per_prompt), ("max_new_tokens", max_new_tokens)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UserError(f"arith:onpolicy {key} must be an integer >= 1, got {value!r}.")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+        raise UserError(f"arith:onpolicy temperature must be a number >= 0 (0: the greedy answer), got {temperature!r}.")
+    if temperature == 0 and samples_per_prompt != 1:
+        raise UserError(f"arith:onpolicy with temperature 0 (greedy) gives one answer per problem: set samples_per_prompt "
+                        f"to 1, not {samples_per_prompt}.")
+    if not isinstance(reference_fallback, bool):
+        raise UserError(f"arith:onpolicy reference_fallback must be true or false, got {reference_fallback!r}.")
 
 
 def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None = None, samples_per_prompt: int = 4,
@@ -21,15 +36,10 @@ def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None 
     `temperature` 0 takes the model's greedy answer, the one an evaluation scores (one per problem)."""
     import torch
 
-    from smollm2_recipes.errors import UserError
     from smollm2_recipes.offline.arith_accuracy import generate
 
-    if not isinstance(temperature, (int, float)) or temperature < 0:
-        raise UserError(f"arith:onpolicy temperature must be a number >= 0 (0: the greedy answer), got {temperature!r}.")
-    if temperature == 0 and samples_per_prompt != 1:
-        raise UserError(f"arith:onpolicy with temperature 0 (greedy) gives one answer per problem: set samples_per_prompt "
-                        f"to 1, not {samples_per_prompt}.")
-
+    check_options(samples_per_prompt=samples_per_prompt, temperature=temperature, max_new_tokens=max_new_tokens,
+                  reference_fallback=reference_fallback)
     torch.manual_seed(seed)
     rng = random.Random(seed)
     problems = arith_problems.train_problems(n, seed + 7_919)

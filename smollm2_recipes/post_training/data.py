@@ -87,9 +87,16 @@ def chat_source(spec: Any, where: str) -> SourceSpec:
     weight = spec.get("weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0 or not math.isfinite(weight):
         raise UserError(f"{where}: weight of '{name}' must be a number > 0, got {weight!r}.")
+    options = {k: spec[k] for k in ONPOLICY_OPTIONS if k in spec}
+    if options and name != "arith:onpolicy":
+        raise UserError(f"{where}: {', '.join(options)} only apply to the arith:onpolicy source, not to '{name}'.")
+    if options:
+        from smollm2_recipes.offline.onpolicy_pairs import check_options
+
+        check_options(**options)
     raw = {k: v for k, v in spec.items() if k not in ONPOLICY_OPTIONS}
     raw["seed"] = int(raw.get("seed") or 0)
-    return SourceSpec.from_dict(raw, where, SOURCE_KEYS, split="train", options={k: spec[k] for k in ONPOLICY_OPTIONS if k in spec})
+    return SourceSpec.from_dict(raw, where, SOURCE_KEYS, split="train", options=options)
 
 
 @dataclass
