@@ -111,6 +111,12 @@ def test_onpolicy_options_are_checked_when_the_recipe_is_read(source, match):
         parse_mixture(ChatDataArguments(dataset_mixture=[source]))
 
 
+def test_onpolicy_options_left_out_take_the_sampling_defaults():
+    # samples_per_prompt 2 without a temperature samples at the default 0.8: no greedy conflict
+    [source], _, _ = parse_mixture(ChatDataArguments(dataset_mixture=[{"path": "arith:onpolicy", "samples_per_prompt": 2}]))
+    assert source.options == {"samples_per_prompt": 2}
+
+
 def test_missing_columns_and_all_bad_rows_are_user_errors(tmp_path):
     path = _jsonl(tmp_path / "x.jsonl", [{"text": "a"}])
     with pytest.raises(UserError, match=r"has no column\(s\) \['messages'\]"):

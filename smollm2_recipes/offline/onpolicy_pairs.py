@@ -14,7 +14,11 @@ from smollm2_recipes.errors import UserError
 from smollm2_recipes.offline import arith_problems
 
 
-def check_options(samples_per_prompt=1, temperature=0.0, max_new_tokens=1, reference_fallback=True) -> None:
+SAMPLES_PER_PROMPT, TEMPERATURE, MAX_NEW_TOKENS = 4, 0.8, 96  # the defaults of both functions below
+
+
+def check_options(samples_per_prompt=SAMPLES_PER_PROMPT, temperature=TEMPERATURE, max_new_tokens=MAX_NEW_TOKENS,
+                  reference_fallback=True) -> None:
     """The `arith:onpolicy` source options, checked when the recipe is read (before any model loads)."""
     for key, value in (("samples_per_prompt", samples_per_prompt), ("max_new_tokens", max_new_tokens)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -28,9 +32,9 @@ def check_options(samples_per_prompt=1, temperature=0.0, max_new_tokens=1, refer
         raise UserError(f"arith:onpolicy reference_fallback must be true or false, got {reference_fallback!r}.")
 
 
-def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None = None, samples_per_prompt: int = 4,
-                   temperature: float = 0.8, max_new_tokens: int = 96, reference_fallback: bool = True,
-                   rows_per_batch: int = 64) -> list[dict]:
+def onpolicy_pairs(model, tokenizer, n: int, seed: int = 0, out_dir: str | None = None,
+                   samples_per_prompt: int = SAMPLES_PER_PROMPT, temperature: float = TEMPERATURE,
+                   max_new_tokens: int = MAX_NEW_TOKENS, reference_fallback: bool = True, rows_per_batch: int = 64) -> list[dict]:
     """Pairs for up to n training problems. A problem the model always solves gives no pair; one it never
     solves pairs the reference solution (chosen) with a sampled mistake when `reference_fallback`.
     `temperature` 0 takes the model's greedy answer, the one an evaluation scores (one per problem)."""
