@@ -103,7 +103,7 @@ def test_bad_mixtures_fail_with_one_clear_message(mixture, match):
     ({"path": "arith:onpolicy", "temperature": -0.5}, "temperature must be a number >= 0 .0: the greedy answer., got -0.5"),
     ({"path": "arith:onpolicy", "max_new_tokens": 0}, "max_new_tokens must be an integer >= 1, got 0"),
     ({"path": "arith:onpolicy", "reference_fallback": "no"}, "reference_fallback must be true or false, got 'no'"),
-    ({"path": "arith:sft", "temperature": 0.5}, "temperature only apply to the arith:onpolicy source, not to 'arith:sft'"),
+    ({"path": "arith:sft", "temperature": 0.5}, "temperature: options of the arith:onpolicy source only, not of 'arith:sft'"),
 ])
 def test_onpolicy_options_are_checked_when_the_recipe_is_read(source, match):
     # parse_mixture reads the recipe only: the mistake is named before any model is loaded

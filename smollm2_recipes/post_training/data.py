@@ -89,7 +89,7 @@ def chat_source(spec: Any, where: str) -> SourceSpec:
         raise UserError(f"{where}: weight of '{name}' must be a number > 0, got {weight!r}.")
     options = {k: spec[k] for k in ONPOLICY_OPTIONS if k in spec}
     if options and name != "arith:onpolicy":
-        raise UserError(f"{where}: {', '.join(options)} only apply to the arith:onpolicy source, not to '{name}'.")
+        raise UserError(f"{where}: {', '.join(options)}: options of the arith:onpolicy source only, not of '{name}'.")
     if options:
         from smollm2_recipes.offline.onpolicy_pairs import check_options
 
