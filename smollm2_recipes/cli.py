@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dpo": ("smollm2_recipes.post_training.dpo:main", "preference optimisation with TRL's DPOTrainer"),
     "merge": ("smollm2_recipes.post_training.peft_utils:merge_main", "merge a LoRA adapter into a plain model"),
     "eval": ("smollm2_recipes.evaluation.eval_command:main", "evaluate a model or a folder of checkpoints"),
+    "eval compare": ("smollm2_recipes.evaluation.compare:main", "is one model's gain over another on the same problems beyond noise (paired bootstrap)"),
     "synth magpie": ("smollm2_recipes.synth.magpie:main", "MagPie-Ultra style conversations (distilabel)"),
     "synth preferences": ("smollm2_recipes.synth.preferences:main", "chosen/rejected pairs judged by an LLM or a verifier"),
     "synth rewrite": ("smollm2_recipes.synth.smol_tasks:rewrite_main", "Smol-rewrite"),

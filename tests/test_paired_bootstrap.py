@@ -41,3 +41,29 @@ def test_arith_evaluation_keeps_each_problems_outcome_in_order(micro_model_dir):
     assert len(result["correct_per_problem"]) == 6 and set(result["correct_per_problem"]) <= {0, 1}
     assert sum(result["correct_per_problem"]) == result["correct"]
     assert [s["correct"] for s in result["samples"]] == [bool(c) for c in result["correct_per_problem"][:5]]
+
+
+def test_up_and_down_count_the_problems_that_changed():
+    result = paired_bootstrap_ci([0, 0, 1, 1, 0], [1, 0, 0, 1, 1])
+    assert (result["up"], result["down"]) == (2, 1) and result["gain"] == pytest.approx(0.2)
+
+
+def test_problems_to_resolve_gives_the_power_it_promises():
+    """At the n it names, intervals of simulated comparisons (true gain g, a share c of problems changing) lie
+    above 0 about 80% of the time, and resolvable_gain inverts it."""
+    from smollm2_recipes.evaluation.paired_bootstrap import problems_to_resolve, resolvable_gain
+
+    gain, changed = 0.04, 0.12
+    n = problems_to_resolve(gain, changed)
+    assert resolvable_gain(changed, n) == pytest.approx(gain, rel=0.01)
+    assert problems_to_resolve(0.0, changed) is None and problems_to_resolve(-0.01, changed) is None
+    assert problems_to_resolve(gain / 2, changed) > 3 * n  # half the gain needs about four times the problems
+    rng = np.random.default_rng(0)
+    up_share, down_share = (changed + gain) / 2, (changed - gain) / 2
+    cleared = 0
+    for draw in range(200):
+        u = rng.random(n)
+        second = (u < up_share).astype(int).tolist()  # 1 where only the second model is right
+        first = ((u >= up_share) & (u < up_share + down_share)).astype(int).tolist()  # 1 where only the first is
+        cleared += paired_bootstrap_ci(first, second, resamples=1000, seed=draw)["ci"][0] > 0
+    assert 0.65 < cleared / 200 < 0.92

@@ -142,6 +142,7 @@ def test_full_mode_scores_all_164_humaneval_problems_and_500_arith_problems(tmp_
     for name in ("sft", "dpo"):
         argv = steps[name].commands[0]
         assert argv[argv.index("--arith_eval_samples") + 1] == "500"
+        assert argv[argv.index("--arith_eval_seed") + 1] == "1"  # not the seed-0 problems the DPO settings were chosen on
     fast = {s.name: s for s in build_steps(tmp_path / "fast", True)}
     assert fast["evaluate"].commands == [] and fast["evaluate"].summarise(tmp_path)[0][1].startswith("left out in FAST mode")
 
@@ -158,3 +159,27 @@ def test_dpo_gain_pairs_the_same_problems_from_the_two_runs_files(tmp_path):
     assert 0.4 < gain["ci"][0] < 0.5 < gain["ci"][1] < 0.6
     (tmp_path / "dpo" / "run" / "arith_eval.json").write_text(json.dumps({"after_dpo": {"seed": 1, "correct_per_problem": [1]}}))
     assert dpo_gain(tmp_path) is None  # different problems: no paired figure
+
+
+def test_an_interval_reaching_0_says_how_many_problems_the_gain_needs(tmp_path):
+    from smollm2_recipes.evaluation.paired_bootstrap import problems_to_resolve
+    from smollm2_recipes.offline.quickstart import _dpo_rows, dpo_gain
+
+    def write(sft, dpo):
+        for stage, outcomes in (("sft", sft), ("dpo", dpo)):
+            (tmp_path / stage / "run").mkdir(parents=True, exist_ok=True)
+            (tmp_path / stage / "run" / "arith_eval.json").write_text(
+                json.dumps({f"after_{stage}": {"seed": 0, "n": 500, "correct": sum(outcomes), "accuracy": sum(outcomes) / 500,
+                                                "correct_per_problem": outcomes}}))
+
+    write([0] * 500, [0] * 500)
+    assert dict(_dpo_rows(tmp_path / "dpo", fast=True))["DPO gain: why the interval reaches 0"].startswith("no problem changed")
+    write([0] * 500, [1] * 9 + [0] * 491)  # 9 problems up, none down: beyond noise, nothing to explain
+    assert dpo_gain(tmp_path)["ci"][0] > 0 and "why the interval" not in str(_dpo_rows(tmp_path / "dpo", fast=False))
+    write([0] * 15 + [1] * 9 + [0] * 476, [1] * 15 + [0] * 485)  # 15 up, 9 down: +1.2 points, as much churn as gain
+    gain = dpo_gain(tmp_path)
+    assert (gain["up"], gain["down"]) == (15, 9) and gain["ci"][0] <= 0
+    rows = dict(_dpo_rows(tmp_path / "dpo", fast=False))
+    need = problems_to_resolve(gain["gain"], 24 / 500)
+    assert need > 500 and f"~{need:,} problems" in rows["DPO gain: why the interval reaches 0"]
+    assert "15 problems went from wrong to right and 9 from right to wrong" in rows["DPO gain: why the interval reaches 0"]

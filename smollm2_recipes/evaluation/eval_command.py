@@ -4,7 +4,8 @@
 MODEL is a Hub id, a model folder, an `embedded:` name, or a folder of checkpoints (each is evaluated and
 every metric is plotted against training tokens). With --json, stdout carries exactly one JSON object
 ({"model", "tasks": {task: {metric: value}}}, plus "checkpoints" for a folder of them); progress and logs
-go to stderr."""
+go to stderr. `smollm2 eval compare FIRST SECOND` gives the paired bootstrap interval of two such output
+folders scored on the same problems (compare.py)."""
 
 from __future__ import annotations
 
