@@ -45,7 +45,7 @@ def outcomes(folder: Path, task: str) -> tuple[dict, dict[str, int]]:
 
 
 def compare(first: Path, second: Path, task: str) -> dict:
-    from smollm2_recipes.evaluation.paired_bootstrap import paired_bootstrap_ci, problems_to_resolve, resolvable_gain
+    from smollm2_recipes.evaluation.paired_bootstrap import paired_bootstrap_ci
 
     (meta_a, a), (meta_b, b) = outcomes(first, task), outcomes(second, task)
     if task == "arith" and (meta_a.get("seed"), meta_a.get("n")) != (meta_b.get("seed"), meta_b.get("n")):
@@ -55,11 +55,9 @@ def compare(first: Path, second: Path, task: str) -> dict:
         raise UserError(f"the two folders scored different {task} problems ({len(a)} and {len(b)}, {len(a.keys() ^ b.keys())} "
                         "not in both); evaluate both on the same problems (same --limit).")
     result = paired_bootstrap_ci([a[k] for k in a], [b[k] for k in a])
-    changed = (result["up"] + result["down"]) / result["n"]
-    return {"task": task, "n": result["n"], "first": result["first"], "second": result["second"], "gain": result["gain"],
-            "gain_ci95": result["ci"], "up": result["up"], "down": result["down"],
-            "resolvable_gain": resolvable_gain(changed, result["n"]),
-            "problems_to_resolve_gain": problems_to_resolve(result["gain"], changed)}
+    result["gain_ci95"] = result.pop("ci")
+    keep = ("n", "first", "second", "gain", "gain_ci95", "up", "down", "resolvable_gain", "problems_to_resolve_gain")
+    return {"task": task, **{k: result[k] for k in keep}}
 
 
 def main(argv: list[str]) -> int:

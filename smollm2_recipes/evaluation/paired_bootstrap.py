@@ -11,7 +11,8 @@ from smollm2_recipes.errors import UserError
 def paired_bootstrap_ci(first: list[int], second: list[int], resamples: int = 10_000, seed: int = 0,
                         level: float = 0.95) -> dict:
     """{"n", "first", "second", "gain" (second - first), "ci": [lo, hi], "up"/"down" (problems only the second /
-    only the first got right)} for per-problem 0/1 outcomes."""
+    only the first got right), "resolvable_gain" / "problems_to_resolve_gain" (the power of this many problems
+    at this churn, below)} for per-problem 0/1 outcomes."""
     import numpy as np
 
     if len(first) != len(second) or not first:
@@ -21,9 +22,12 @@ def paired_bootstrap_ci(first: list[int], second: list[int], resamples: int = 10
     means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
     tail = (1 - level) / 2 * 100
     lo, hi = np.percentile(means, [tail, 100 - tail])
-    return {"n": len(diff), "first": float(np.mean(first)), "second": float(np.mean(second)),
-            "gain": float(diff.mean()), "ci": [float(lo), float(hi)], "up": int((diff > 0).sum()),
-            "down": int((diff < 0).sum()), "resamples": resamples, "seed": seed}
+    gain, up, down = float(diff.mean()), int((diff > 0).sum()), int((diff < 0).sum())
+    changed = (up + down) / len(diff)
+    return {"n": len(diff), "first": float(np.mean(first)), "second": float(np.mean(second)), "gain": gain,
+            "ci": [float(lo), float(hi)], "up": up, "down": down,
+            "resolvable_gain": resolvable_gain(changed, len(diff), level),
+            "problems_to_resolve_gain": problems_to_resolve(gain, changed, level), "resamples": resamples, "seed": seed}
 
 
 # Power of the paired comparison (normal approximation). A problem's difference is -1, 0 or 1; when a share c of

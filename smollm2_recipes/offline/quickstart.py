@@ -181,16 +181,13 @@ def dpo_gain(out: Path) -> dict | None:
 def dpo_power_note(gain: dict) -> str | None:
     """Why the interval reaches 0, when it does: how many problems changed, the smallest gain this many problems
     resolve, and the problems the measured gain would need (paired_bootstrap.py, 80% power)."""
-    from smollm2_recipes.evaluation.paired_bootstrap import problems_to_resolve, resolvable_gain
-
     if gain["ci"][0] > 0:
         return None
-    n, changed = gain["n"], (gain["up"] + gain["down"]) / gain["n"]
-    if not changed:
+    n, need = gain["n"], gain["problems_to_resolve_gain"]
+    if not gain["up"] + gain["down"]:
         return f"no problem changed: the two models got the same {n} problems right"
-    need = problems_to_resolve(gain["gain"], changed)
     return (f"{gain['up']} problems went from wrong to right and {gain['down']} from right to wrong: with that churn, {n} "
-            f"problems resolve only gains above ~{resolvable_gain(changed, n):.1%} (80% power); "
+            f"problems resolve only gains above ~{gain['resolvable_gain']:.1%} (80% power); "
             + (f"a true gain of {gain['gain']:+.1%} would need ~{need:,} problems" if need else "the measured gain is not above 0")
             + " (compare two models on more: smollm2 eval compare)")
 
